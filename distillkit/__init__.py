@@ -1,0 +1,38 @@
+"""distillkit: knowledge distillation for Hugging Face Transformers."""
+
+from .config import DataArguments, DistillConfig, ModelArguments
+from .data import load_files, tokenize_dataset
+from .losses import (
+    attention_loss,
+    build_layer_map,
+    distillation_loss,
+    hard_label_loss,
+    hidden_state_loss,
+    register_loss,
+    soft_target_loss,
+)
+from .recipes import load_recipe, parse_args
+from .teacher import Teacher, check_teacher_student
+from .trainer import DistillTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataArguments",
+    "DistillConfig",
+    "DistillTrainer",
+    "ModelArguments",
+    "Teacher",
+    "attention_loss",
+    "build_layer_map",
+    "check_teacher_student",
+    "distillation_loss",
+    "hard_label_loss",
+    "hidden_state_loss",
+    "load_files",
+    "load_recipe",
+    "parse_args",
+    "register_loss",
+    "soft_target_loss",
+    "tokenize_dataset",
+]

@@ -1,0 +1,120 @@
+"""Configuration: `DistillConfig` (TrainingArguments plus the distillation fields) and the model / data arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .losses.hidden import ATTENTION_LOSS_KINDS, HIDDEN_LOSS_KINDS
+from .losses.layer_map import LAYER_MAP_HELP
+
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class DistillConfig(TrainingArguments):
+    """`TrainingArguments` with the distillation fields; every value is checked in `__post_init__`."""
+
+    temperature: float = field(
+        default=2.0,
+        metadata={"help": "Softmax temperature T of the soft-target loss (> 0). The soft loss is scaled by T^2."},
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight of the soft-target loss in [0, 1]; the hard-label loss gets 1 - alpha. "
+            "1.0 trains from the teacher alone (no labels needed), 0.0 is plain fine-tuning."
+        },
+    )
+    hidden_weight: float = field(
+        default=0.0, metadata={"help": "Weight (>= 0) of hidden-state matching over the layer map; 0 turns it off."}
+    )
+    hidden_loss: str = field(
+        default="mse", metadata={"help": f"Distance for hidden-state and embedding matching: {HIDDEN_LOSS_KINDS}."}
+    )
+    attention_weight: float = field(
+        default=0.0, metadata={"help": "Weight (>= 0) of attention-map matching over the layer map; 0 turns it off."}
+    )
+    attention_loss: str = field(
+        default="kl", metadata={"help": f"Distance between attention maps: {ATTENTION_LOSS_KINDS}."}
+    )
+    embedding_weight: float = field(
+        default=0.0, metadata={"help": "Weight (>= 0) of embedding-output matching; 0 turns it off."}
+    )
+    layer_map: str = field(default="uniform", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
+    extra_losses: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Registered losses to add, as 'name' or 'name:weight' (weight 1 when omitted)."},
+    )
+    teacher_dtype: str | None = field(
+        default=None,
+        metadata={"help": f"Run the frozen teacher in this dtype, one of {TEACHER_DTYPES}; default: as loaded."},
+    )
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (got {self.temperature}); 1.0 is the plain softmax, 2-4 usual.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1] (got {self.alpha}): 1 = teacher only, 0 = labels only.")
+        for name in ("hidden_weight", "attention_weight", "embedding_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
+        if self.hidden_loss not in HIDDEN_LOSS_KINDS:
+            raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSS_KINDS} (got {self.hidden_loss!r}).")
+        if self.attention_loss not in ATTENTION_LOSS_KINDS:
+            raise ValueError(f"attention_loss must be one of {ATTENTION_LOSS_KINDS} (got {self.attention_loss!r}).")
+        if self.teacher_dtype is not None and self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES} or unset (got {self.teacher_dtype!r}).")
+        if isinstance(self.extra_losses, str):
+            self.extra_losses = [x for x in self.extra_losses.split(",") if x.strip()]
+        self.loss_weights()  # parses extra_losses, so a malformed entry fails here and not at the first step
+        super().__post_init__()
+
+    def loss_weights(self) -> dict[str, float]:
+        """The active losses as {registered name: weight}, in a fixed order; zero weights are left out."""
+        weights = {
+            "kd": self.alpha,
+            "ce": 1.0 - self.alpha,
+            "hidden": self.hidden_weight,
+            "attention": self.attention_weight,
+            "embedding": self.embedding_weight,
+        }
+        for entry in self.extra_losses:
+            name, _, weight = entry.partition(":")
+            try:
+                weights[name.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise ValueError(
+                    f"extra_losses entry {entry!r} must be 'name' or 'name:weight' with a number as weight."
+                ) from None
+        return {name: w for name, w in weights.items() if w != 0.0}
+
+
+@dataclass
+class ModelArguments:
+    teacher: str | None = field(
+        default=None,
+        metadata={"help": "The fine-tuned teacher: a hub name or a local directory."},
+    )
+    student: str | None = field(
+        default=None,
+        metadata={"help": "The student: a hub name or a local directory holding a model to start from."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the hub. Off unless you ask for it."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "Training data: a .csv, .tsv or .json(l) file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
+    text_column: str = field(default="sentence", metadata={"help": "Column holding the (first) text."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Column holding the second text of a pair."})
+    label_column: str | None = field(
+        default="label", metadata={"help": "Column holding the gold label; unset to train without labels (alpha=1)."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})

@@ -1,0 +1,49 @@
+"""One configuration system: the dataclasses are the schema, a recipe is flat YAML of their fields, flags override."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from .config import DataArguments, DistillConfig, ModelArguments
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser((ModelArguments, DataArguments, DistillConfig))
+    parser.add_argument("--config", default=None, help="A YAML recipe of the fields below; flags override it.")
+    return parser
+
+
+def load_recipe(path: str, parser: HfArgumentParser | None = None) -> dict[str, Any]:
+    """Read a recipe: a flat YAML mapping of dataclass field names. Unknown keys are an error that names them."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"recipe {path!r} does not exist; pass --config path/to/recipe.yaml.")
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {path!r} must be a flat mapping of field: value (got {type(values).__name__}).")
+    known = {action.dest for action in (parser or build_parser())._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"recipe {path!r} has unknown field(s) {unknown}; see `scripts/distill.py --help`.")
+    return values
+
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, DistillConfig]:
+    """Parse `--config recipe.yaml` (optional) and command-line flags into the three dataclasses; flags win."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        # the recipe becomes the parser's defaults, so any flag given on the command line overrides it
+        parser.set_defaults(**load_recipe(known.config, parser))
+    # the fourth output is the namespace left over after the dataclasses took their fields (here: `config`)
+    model_args, data_args, distill_args, _ = parser.parse_args_into_dataclasses(argv)
+    return model_args, data_args, distill_args

@@ -1,0 +1,102 @@
+"""The frozen teacher: eval mode, no gradients, optional low precision, and only the outputs the losses need."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Teacher:
+    """Wraps a fine-tuned model so that it only ever predicts.
+
+    The model is put in eval mode with every parameter frozen, optionally cast to `dtype` ("bfloat16", "float16" or
+    a torch dtype) and moved to `device`. Hidden states and attention maps are requested only when asked for here;
+    attention maps need the eager attention implementation (SDPA and flash kernels never materialise them), so the
+    model is switched to eager only in that case.
+
+    The wrapper is deliberately not an `nn.Module`: held by the trainer, the teacher never becomes part of the
+    student's parameters, optimizer, DDP wrapper or saved files.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ):
+        self.model = model
+        self.output_hidden_states = output_hidden_states
+        self.output_attentions = output_attentions
+        model.eval()
+        model.requires_grad_(False)
+        if output_attentions and getattr(model.config, "_attn_implementation", "eager") != "eager":
+            logger.info("switching the teacher to eager attention: attention maps are distilled")
+            model.set_attn_implementation("eager")
+        if isinstance(dtype, str):
+            dtype = _DTYPES[dtype]
+        if dtype is not None or device is not None:
+            model.to(device=device, dtype=dtype)
+        self._accepted = set(inspect.signature(model.forward).parameters)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, inputs: dict[str, Any]) -> Any:
+        """Forward the model inputs of a batch (labels and other extra keys are dropped: the teacher computes no loss).
+
+        `torch.no_grad` rather than `inference_mode`: the outputs become targets in losses whose backward pass
+        saves them, which inference tensors do not allow.
+        """
+        model_inputs = {
+            k: v.to(self.device) if torch.is_tensor(v) else v
+            for k, v in inputs.items()
+            if k in self._accepted and k != "labels"
+        }
+        return self.model(
+            **model_inputs,
+            output_hidden_states=self.output_hidden_states,
+            output_attentions=self.output_attentions,
+            return_dict=True,
+        )
+
+
+def check_teacher_student(teacher_config: Any, student_config: Any) -> None:
+    """Fail early when the student cannot learn from the teacher's outputs on the same tokenized batch."""
+    t_vocab, s_vocab = getattr(teacher_config, "vocab_size", None), getattr(student_config, "vocab_size", None)
+    if t_vocab is not None and s_vocab is not None and t_vocab != s_vocab:
+        raise ValueError(
+            f"teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student vocab_size={s_vocab}), "
+            "but both read the same tokenized inputs. Build the student with the teacher's tokenizer and "
+            f"vocab_size={t_vocab} (distillkit.build_student does this)."
+        )
+    t_labels, s_labels = teacher_config.num_labels, student_config.num_labels
+    if t_labels != s_labels:
+        raise ValueError(
+            f"teacher and student have different label counts (teacher num_labels={t_labels}, student "
+            f"num_labels={s_labels}). Give the student the teacher's head: num_labels={t_labels} and its "
+            "id2label / label2id."
+        )
+    t_names, s_names = getattr(teacher_config, "id2label", None), getattr(student_config, "id2label", None)
+    if t_names and s_names and {int(k): v for k, v in t_names.items()} != {int(k): v for k, v in s_names.items()}:
+        logger.warning(
+            "teacher and student label names differ (%s vs %s); label i of one is taken as label i of the other.",
+            t_names,
+            s_names,
+        )

@@ -1,0 +1,188 @@
+"""`DistillTrainer`: a `transformers.Trainer` whose loss is a weighted sum of registered distillation losses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from .config import DistillConfig
+from .losses.layer_map import build_layer_map
+from .losses.registry import LossInputs, get_loss
+from .metrics import build_compute_metrics
+from .teacher import Teacher, check_teacher_student
+
+logger = logging.getLogger(__name__)
+
+DISTILL_MODULES_NAME = "distill_modules.safetensors"
+_LABEL_COLUMNS = ("labels", "label", "label_ids")
+
+
+class DistillTrainer(Trainer):
+    """Trains `model` (the student) to imitate `teacher`.
+
+        trainer = DistillTrainer(model=student, teacher=teacher, args=DistillConfig(...),
+                                 train_dataset=..., eval_dataset=..., processing_class=tokenizer)
+
+    The loss is `sum(weight * term)` over the losses that `args.loss_weights()` turns on, each looked up in the loss
+    registry; every term is logged on its own as `loss_<name>`. Override `teacher_forward` or `compute_distill_loss`
+    in a subclass to change how the teacher is run or how the terms are combined. Learned projections of the
+    intermediate losses live in `self.distill_modules`: they are optimised with the student, saved in checkpoints,
+    and never written into the saved student.
+    """
+
+    # compute_distill_loss returns a per-batch mean: let the Trainer divide it by the accumulation steps
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        teacher: PreTrainedModel | Teacher | None = None,
+        args: DistillConfig | None = None,
+        **kwargs: Any,
+    ):
+        if model is None or teacher is None:
+            raise ValueError("DistillTrainer needs both a student (model=...) and a teacher (teacher=...).")
+        if args is None:
+            args = DistillConfig(output_dir="distill_output")
+        if not isinstance(args, DistillConfig):
+            raise TypeError(
+                f"args must be a DistillConfig (got {type(args).__name__}); it carries the distillation "
+                "fields (temperature, alpha, loss weights, layer map)."
+            )
+        teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
+        check_teacher_student(teacher_model.config, model.config)
+
+        self.loss_weights = args.loss_weights()
+        self.loss_specs = {name: get_loss(name) for name in self.loss_weights}
+        self.layer_map = build_layer_map(
+            args.layer_map, model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
+        )
+        self._needs_hidden = any(spec.needs_hidden_states for spec in self.loss_specs.values())
+        self._needs_attn = any(spec.needs_attentions for spec in self.loss_specs.values())
+        if self._needs_attn and getattr(model.config, "_attn_implementation", "eager") != "eager":
+            model.set_attn_implementation("eager")  # SDPA never materialises the attention maps
+        self._check_labels(kwargs.get("train_dataset"))
+        if kwargs.get("compute_metrics") is None:
+            kwargs["compute_metrics"] = build_compute_metrics(model.config.num_labels)
+
+        super().__init__(model=model, args=args, **kwargs)
+
+        # (re)wrapped here: which outputs the teacher must return depends on the active losses
+        self.teacher = Teacher(
+            teacher_model,
+            dtype=args.teacher_dtype,
+            device=args.device,
+            output_hidden_states=self._needs_hidden,
+            output_attentions=self._needs_attn,
+        )
+        built = {
+            name: spec.build_module(model.config, teacher_model.config, self.layer_map)
+            for name, spec in self.loss_specs.items()
+            if spec.build_module is not None
+        }
+        self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
+        self._term_sums: dict[str, torch.Tensor] = {}
+        self._term_steps = 0
+        logger.info("distillation losses %s, layer map %s", self.loss_weights, self.layer_map)
+
+    def _check_labels(self, train_dataset: Any) -> None:
+        needs_labels = [name for name, spec in self.loss_specs.items() if spec.needs_labels]
+        columns = getattr(train_dataset, "column_names", None)
+        if needs_labels and columns is not None and not any(c in columns for c in _LABEL_COLUMNS):
+            raise ValueError(
+                f"the losses {needs_labels} need gold labels, but the training data has no label column (columns: "
+                f"{columns}). Add a 'labels' column (--label_column NAME) or distill from the teacher alone with "
+                "alpha=1.0."
+            )
+
+    # ---- the hooks -----------------------------------------------------------------------------------------------
+
+    def teacher_forward(self, inputs: dict[str, Any]) -> Any:
+        """Run the frozen teacher on the batch; returns its outputs (logits, and states / maps if a loss needs them)."""
+        return self.teacher(inputs)
+
+    def compute_distill_loss(
+        self, student_outputs: Any, teacher_outputs: Any, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Combine the active registered losses: returns (weighted sum, {name: unweighted detached term})."""
+        labels = inputs.get("labels")
+        total = None
+        terms = {}
+        for name, weight in self.loss_weights.items():
+            spec = self.loss_specs[name]
+            if spec.needs_labels and labels is None:
+                raise ValueError(
+                    f"the {name!r} loss needs labels but the batch has none; give labels or set alpha=1.0."
+                )
+            value = spec.fn(
+                LossInputs(
+                    student_outputs=student_outputs,
+                    teacher_outputs=teacher_outputs,
+                    labels=labels,
+                    attention_mask=inputs.get("attention_mask"),
+                    args=self.args,
+                    layer_map=self.layer_map,
+                    module=self.distill_modules[name] if name in self.distill_modules else None,  # noqa: SIM401 (no .get)
+                )
+            )
+            terms[name] = value.detach()
+            total = weight * value if total is None else total + weight * value
+        return total, terms
+
+    # ---- Trainer overrides ---------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # the student computes no loss of its own: labels are only for the registered losses
+        student_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        student_outputs = model(
+            **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
+        )
+        teacher_outputs = self.teacher_forward(inputs)
+        loss, terms = self.compute_distill_loss(student_outputs, teacher_outputs, inputs)
+        if model.training:
+            for name, value in terms.items():
+                self._term_sums[name] = self._term_sums.get(name, 0.0) + value
+            self._term_steps += 1
+        if return_outputs:
+            # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
+            return loss, {"loss": loss, "logits": student_outputs.logits}
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_steps:  # a training log: add each term's mean since the last one
+            names = list(self._term_sums)
+            means = torch.stack([torch.as_tensor(self._term_sums[n]) for n in names]).float() / self._term_steps
+            means = self.accelerator.reduce(means.to(self.args.device), reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[f"loss_{name}"] = round(value, 6)
+            self._term_sums, self._term_steps = {}, 0
+        super().log(logs, start_time)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        params = [p for p in self.distill_modules.parameters() if p.requires_grad]
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if params and id(params[0]) not in known:
+            optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
+        return optimizer
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if len(self.distill_modules) and self.args.should_save:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.distill_modules.state_dict().items()}
+            save_file(state, os.path.join(output_dir, DISTILL_MODULES_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None and len(self.distill_modules):
+            path = os.path.join(checkpoint, DISTILL_MODULES_NAME)
+            if os.path.isfile(path):
+                self.distill_modules.load_state_dict(load_file(path, device=str(self.args.device)))
+            else:
+                logger.warning("%s has no %s: the loss projections start afresh", checkpoint, DISTILL_MODULES_NAME)
+        super()._load_optimizer_and_scheduler(checkpoint)

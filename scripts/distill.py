@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Distill a fine-tuned sequence-classification teacher into a student.
+
+    python scripts/distill.py --teacher DIR_OR_HUB_NAME --student DIR_OR_HUB_NAME \
+        --train_file train.tsv --validation_file dev.tsv --output_dir outputs/student
+    accelerate launch scripts/distill.py --config recipes/sst2-distilbert-to-tiny.yaml
+
+Every DistillConfig / TrainingArguments field is a flag (`--help` lists them); `--config` reads a YAML recipe whose
+fields the flags override.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distillkit import DistillTrainer, load_files, parse_args, tokenize_dataset
+from distillkit.students import build_student
+
+logger = logging.getLogger("distillkit")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not model_args.teacher or not model_args.student:
+        raise SystemExit("error: --teacher and --student are required (a hub name or a local directory each).")
+
+    # data first: a missing file or column fails before any model is loaded
+    raw = load_files(data_args.train_file, data_args.validation_file)
+    if "train" not in raw:
+        raise SystemExit("error: --train_file is required to train a student.")
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+
+    trust = model_args.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(model_args.teacher, trust_remote_code=trust)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        model_args.teacher, trust_remote_code=trust, use_safetensors=True
+    )
+    student = build_student(model_args.student, teacher, trust_remote_code=trust)
+
+    data = tokenize_dataset(
+        raw,
+        tokenizer,
+        text_column=data_args.text_column,
+        text_pair_column=data_args.text_pair_column,
+        label_column=data_args.label_column,
+        max_seq_length=data_args.max_seq_length,
+        label2id=teacher.config.label2id,
+    )
+    trainer = DistillTrainer(
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data.get("validation"),
+        processing_class=tokenizer,
+    )
+    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()  # the student and its tokenizer, loadable with plain transformers
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    metrics = dict(train_result.metrics)
+    if "validation" in data:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.save_state()
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:  # bad input: say what is wrong and how to fix it, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
