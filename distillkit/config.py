@@ -99,7 +99,26 @@ class ModelArguments:
     )
     student: str | None = field(
         default=None,
-        metadata={"help": "The student: a hub name or a local directory holding a model to start from."},
+        metadata={
+            "help": "The student: a preset (tiny, mini, small, medium), 'custom' (with --num_layers and "
+            "--hidden_size), teacher:K (the teacher with K of its layers), or a local directory / hub name."
+        },
+    )
+    num_layers: int | None = field(default=None, metadata={"help": "Student depth (overrides the preset's)."})
+    hidden_size: int | None = field(default=None, metadata={"help": "Student width (overrides the preset's)."})
+    num_heads: int | None = field(default=None, metadata={"help": "Student attention heads (default width / 64)."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN width (default 4 x width)."})
+    embedding_size: int | None = field(
+        default=None, metadata={"help": "Factorized embeddings of this size (<= width): an ALBERT student."}
+    )
+    share_layers: bool = field(
+        default=False, metadata={"help": "ALBERT-style cross-layer sharing: layers share one set of weights."}
+    )
+    num_hidden_groups: int = field(
+        default=1, metadata={"help": "With --share_layers: split the layers into this many groups of shared weights."}
+    )
+    init_from_teacher: bool = field(
+        default=True, metadata={"help": "Start the student from the teacher's weights where shapes allow."}
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code from the hub. Off unless you ask for it."}

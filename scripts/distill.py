@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from distillkit import DistillTrainer, load_files, parse_args, tokenize_dataset
-from distillkit.students import build_student
+from distillkit.students import build_student, format_size_table, size_report, write_size_report
 
 logger = logging.getLogger("distillkit")
 
@@ -41,7 +41,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher = AutoModelForSequenceClassification.from_pretrained(
         model_args.teacher, trust_remote_code=trust, use_safetensors=True
     )
-    student = build_student(model_args.student, teacher, trust_remote_code=trust)
+    set_seed(args.seed)  # the student's random initialisation is part of the run
+    student = build_student(
+        model_args.student,
+        teacher,
+        num_layers=model_args.num_layers,
+        hidden_size=model_args.hidden_size,
+        num_heads=model_args.num_heads,
+        intermediate_size=model_args.intermediate_size,
+        embedding_size=model_args.embedding_size,
+        share_layers=model_args.share_layers,
+        num_hidden_groups=model_args.num_hidden_groups,
+        init_from_teacher=model_args.init_from_teacher,
+        trust_remote_code=trust,
+    )
+    sizes = {
+        "teacher": size_report(teacher, data_args.max_seq_length),
+        "student": size_report(student, data_args.max_seq_length),
+    }
+    sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
+    logger.info(
+        "model sizes (FLOPs per token at sequence length %d):\n%s", data_args.max_seq_length, format_size_table(sizes)
+    )
+    if args.should_save:
+        write_size_report(args.output_dir, sizes)
 
     data = tokenize_dataset(
         raw,

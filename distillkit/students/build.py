@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+)
+
+from .init import cut_teacher, init_embeddings, init_head, init_shared_layers, log_notes
+from .presets import KNOWN_SPECS, PRESETS, StudentShape, resolve_shape
 
 logger = logging.getLogger(__name__)
 
+MAX_POSITIONS = 512
+
 
 def _head_kwargs(teacher_config: Any) -> dict[str, Any]:
-    return {
+    kwargs = {
         "num_labels": teacher_config.num_labels,
         "id2label": dict(teacher_config.id2label),
         "label2id": dict(teacher_config.label2id),
-        "problem_type": getattr(teacher_config, "problem_type", None),
     }
+    if getattr(teacher_config, "problem_type", None):
+        kwargs["problem_type"] = teacher_config.problem_type
+    return kwargs
 
 
 def load_student(name_or_path: str, teacher: PreTrainedModel, trust_remote_code: bool = False) -> PreTrainedModel:
@@ -33,6 +50,120 @@ def load_student(name_or_path: str, teacher: PreTrainedModel, trust_remote_code:
     )
 
 
-def build_student(spec: str, teacher: PreTrainedModel, trust_remote_code: bool = False) -> PreTrainedModel:
-    """Return the student named by `spec`: a local directory or a hub name."""
-    return load_student(spec, teacher, trust_remote_code=trust_remote_code)
+def student_config(shape: StudentShape, teacher_config: Any) -> BertConfig | AlbertConfig:
+    """The student's config: its own shape, the teacher's vocabulary, labels, activation and usable positions."""
+    # RoBERTa-style teachers have 514 positions (two reserved), BERT-style students count from 0: 512 serves both
+    positions = min(getattr(teacher_config, "max_position_embeddings", MAX_POSITIONS), MAX_POSITIONS)
+    act = getattr(teacher_config, "hidden_act", "gelu")
+    common = dict(
+        vocab_size=teacher_config.vocab_size,
+        hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        intermediate_size=shape.intermediate_size,
+        max_position_embeddings=positions,
+        type_vocab_size=max(1, getattr(teacher_config, "type_vocab_size", 2) or 2),
+        hidden_act=act if isinstance(act, str) else "gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        **_head_kwargs(teacher_config),
+    )
+    if getattr(teacher_config, "pad_token_id", None) is not None:
+        common["pad_token_id"] = teacher_config.pad_token_id
+    if not shape.is_albert:
+        return BertConfig(**common)
+    return AlbertConfig(
+        **common,
+        embedding_size=shape.embedding_size or shape.hidden_size,
+        # without sharing every layer is its own group: ALBERT code, BERT-like weights, factorized embeddings
+        num_hidden_groups=shape.num_hidden_groups if shape.share_layers else shape.num_layers,
+        inner_group_num=1,
+        classifier_dropout_prob=0.1,
+    )
+
+
+def _parse_teacher_spec(spec: str) -> int | None:
+    match = re.fullmatch(r"teacher:(\d+)", spec.strip())
+    return int(match.group(1)) if match else None
+
+
+def build_student(
+    spec: str,
+    teacher: PreTrainedModel,
+    *,
+    num_layers: int | None = None,
+    hidden_size: int | None = None,
+    num_heads: int | None = None,
+    intermediate_size: int | None = None,
+    embedding_size: int | None = None,
+    share_layers: bool = False,
+    num_hidden_groups: int = 1,
+    init_from_teacher: bool = True,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Build (or load) the student named by `spec`, with the teacher's vocabulary, labels and label names.
+
+    spec:
+        "tiny" | "mini" | "small" | "medium": a preset (2x128, 4x256, 4x512, 8x512; heads = width / 64,
+            intermediate = 4 x width); num_layers / hidden_size / num_heads / intermediate_size override its fields.
+        "custom": an explicit shape from num_layers and hidden_size (and optionally heads, intermediate size).
+        "teacher:K": the teacher's own architecture and width with K of its layers.
+        anything else: a local directory or hub name to load (`load_student`).
+    share_layers / num_hidden_groups: ALBERT-style cross-layer sharing, one set of weights per group.
+    embedding_size: factorized embeddings (vocab -> embedding_size -> hidden_size), embedding_size <= hidden_size.
+    With sharing or factorization the student is an `AlbertForSequenceClassification`, else a
+    `BertForSequenceClassification`; either loads with plain transformers.
+    init_from_teacher: start from the teacher's weights where shapes allow (layers for teacher:K, embeddings by
+        truncated SVD, shared layers from teacher layers of the same width); what was done is logged and kept in
+        `model.distillkit_init_notes`.
+    """
+    k = _parse_teacher_spec(spec)
+    if k is not None:
+        if (
+            share_layers
+            or embedding_size is not None
+            or any(v is not None for v in (num_layers, hidden_size, num_heads, intermediate_size))
+        ):
+            raise ValueError(
+                "teacher:K keeps the teacher's architecture and width; sharing, factorized embeddings "
+                "and explicit shapes need a preset or 'custom' student instead."
+            )
+        if k > teacher.config.num_hidden_layers:
+            raise ValueError(
+                f"teacher:{k} asks for more layers than the teacher has "
+                f"({teacher.config.num_hidden_layers}); use teacher:K with K <= "
+                f"{teacher.config.num_hidden_layers}."
+            )
+        student, notes = cut_teacher(teacher, k, copy_weights=init_from_teacher)
+        student.distillkit_init_notes = log_notes(notes)
+        return student
+
+    if spec not in PRESETS and spec != "custom":
+        if os.path.isdir(spec) or "/" in spec or not re.fullmatch(r"[a-z_]+", spec):
+            return load_student(spec, teacher, trust_remote_code=trust_remote_code)
+        raise ValueError(f"unknown student preset {spec!r}; known: {KNOWN_SPECS}.")
+
+    shape = resolve_shape(
+        spec,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        embedding_size=embedding_size,
+        share_layers=share_layers,
+        num_hidden_groups=num_hidden_groups,
+    )
+    config = student_config(shape, teacher.config)
+    model_cls = AlbertForSequenceClassification if shape.is_albert else BertForSequenceClassification
+    student = model_cls(config)
+    notes = []
+    if init_from_teacher:
+        notes += init_embeddings(student, teacher)
+        if shape.is_albert and shape.hidden_size == teacher.config.hidden_size:
+            notes += init_shared_layers(student, teacher)
+        if shape.hidden_size == teacher.config.hidden_size:
+            notes += init_head(student, teacher)
+    else:
+        notes.append("random initialisation (init_from_teacher is off)")
+    student.distillkit_init_notes = log_notes(notes)
+    return student
