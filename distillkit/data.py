@@ -7,7 +7,8 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}), ".jsonl": ("json", {})}
+# extension -> (datasets builder, delimiter)
+_FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
 
 
 def load_files(train_file: str | None = None, validation_file: str | None = None) -> DatasetDict:
@@ -25,7 +26,8 @@ def load_files(train_file: str | None = None, validation_file: str | None = None
         builders.add(_FORMATS[ext])
     if len(builders) > 1:
         raise ValueError(f"train and validation files must share a format (got {sorted(files.values())}).")
-    builder, kwargs = builders.pop()
+    builder, delimiter = builders.pop()
+    kwargs = {"delimiter": delimiter} if delimiter else {}
     return load_dataset(builder, data_files=files, **kwargs)
 
 

@@ -12,11 +12,14 @@ fields the flags override.
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from distillkit import DistillTrainer, load_files, parse_args, tokenize_dataset
+from distillkit.hub import render_model_card
 from distillkit.students import build_student, format_size_table, size_report, write_size_report
 
 logger = logging.getLogger("distillkit")
@@ -94,6 +97,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     trainer.save_state()
+    if args.should_save:
+        card = render_model_card(
+            name=os.path.basename(os.path.normpath(args.output_dir)),
+            teacher=model_args.teacher,
+            sizes=sizes,
+            loss_weights=trainer.loss_weights,
+            temperature=args.temperature,
+            layer_map=args.layer_map,
+            command=shlex.join(["python", "scripts/distill.py", *(sys.argv[1:] if argv is None else argv)]),
+            metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
+        )
+        with open(os.path.join(args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
     return metrics
 
 
