@@ -12,6 +12,7 @@ from .losses import (
     soft_target_loss,
 )
 from .recipes import load_recipe, parse_args
+from .students import build_student, size_report
 from .teacher import Teacher, check_teacher_student
 from .trainer import DistillTrainer
 
@@ -25,6 +26,7 @@ __all__ = [
     "Teacher",
     "attention_loss",
     "build_layer_map",
+    "build_student",
     "check_teacher_student",
     "distillation_loss",
     "hard_label_loss",
@@ -33,6 +35,7 @@ __all__ = [
     "load_recipe",
     "parse_args",
     "register_loss",
+    "size_report",
     "soft_target_loss",
     "tokenize_dataset",
 ]
