@@ -191,3 +191,24 @@ def test_projections_are_saved_in_checkpoints_only(tmp_path, tokenizer, trained_
     with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
         assert not any("proj" in k for k in f.keys())  # noqa: SIM118 (a safetensors handle)
     assert os.path.isfile(checkpoint / "optimizer.pt")
+
+
+def test_a_copy_of_the_teacher_has_zero_loss_on_every_term(tmp_path, tokenizer, trained_teacher):
+    # teacher:2 of a 2-layer teacher is the teacher itself: every layer pair, map and state must line up exactly
+    from distillkit import build_student
+
+    trainer = DistillTrainer(
+        model=build_student("teacher:2", trained_teacher),
+        teacher=trained_teacher,
+        args=_args(tmp_path, alpha=1.0, hidden_weight=1.0, attention_weight=1.0, embedding_weight=1.0),
+        train_dataset=rule_dataset(tokenizer, 64, seed=8),
+        processing_class=tokenizer,
+    )
+    trainer.model.eval()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    student_inputs = {k: v for k, v in batch.items() if k != "labels"}
+    outputs = trainer.model(**student_inputs, output_hidden_states=True, output_attentions=True)
+    _, terms = trainer.compute_distill_loss(outputs, trainer.teacher_forward(batch), batch)
+    assert set(terms) == {"kd", "hidden", "attention", "embedding"}
+    for name, value in terms.items():
+        assert abs(value.item()) < 1e-6, (name, value.item())
