@@ -126,11 +126,49 @@ class ModelArguments:
 
 
 @dataclass
+class TeacherArguments:
+    finetune_teacher: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: fine-tune the teacher on the task first when it has no trained classification head (a "
+            "base checkpoint); always: fine-tune it anyway; never: use it as is."
+        },
+    )
+    teacher_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the teacher stage."})
+    teacher_num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of the teacher stage."})
+    teacher_max_steps: int = field(default=-1, metadata={"help": "If > 0, the teacher stage's step count."})
+    teacher_batch_size: int = field(default=32, metadata={"help": "Per-device batch size of the teacher stage."})
+    teacher_lora_r: int | None = field(
+        default=None, metadata={"help": "Fine-tune the teacher with LoRA of this rank (peft) instead of fully."}
+    )
+    teacher_lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 x rank)."})
+
+    def __post_init__(self):
+        if self.finetune_teacher not in ("auto", "always", "never"):
+            raise ValueError(f"finetune_teacher must be auto, always or never (got {self.finetune_teacher!r}).")
+        if self.teacher_lora_r is not None and self.teacher_lora_r < 1:
+            raise ValueError(
+                f"teacher_lora_r must be >= 1 (got {self.teacher_lora_r}); leave it unset for full tuning."
+            )
+
+
+@dataclass
 class DataArguments:
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "A GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli): its columns, labels "
+            "and metric; its data from the hub unless --train_file is given."
+        },
+    )
     train_file: str | None = field(default=None, metadata={"help": "Training data: a .csv, .tsv or .json(l) file."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
-    text_column: str = field(default="sentence", metadata={"help": "Column holding the (first) text."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Column holding the second text of a pair."})
+    text_column: str | None = field(
+        default=None, metadata={"help": "Column holding the (first) text (default: the task's, else 'sentence')."}
+    )
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Column holding the second text of a pair (default: the task's)."}
+    )
     label_column: str | None = field(
         default="label", metadata={"help": "Column holding the gold label; unset to train without labels (alpha=1)."}
     )

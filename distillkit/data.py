@@ -1,25 +1,75 @@
-"""Data: local csv / tsv / json files -> tokenized `datasets` ready for `DistillTrainer`."""
+"""Data: GLUE tasks by name and local csv / tsv / json files -> tokenized `datasets` ready for `DistillTrainer`."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification or regression task: its text columns, labels, validation split and metrics."""
+
+    name: str
+    text_columns: tuple[str, ...]  # one column (single sentences) or two (pairs)
+    label_names: tuple[str, ...]  # empty for regression
+    validation_split: str = "validation"
+    metrics: tuple[str, ...] = ("accuracy",)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names) or 1  # a regression head has a single output
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.label_names
+
+
+# GLUE (Wang et al. 2018): columns, label names and metrics as in the `glue` dataset on the hub
+GLUE_TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("cola", ("sentence",), ("unacceptable", "acceptable"), metrics=("matthews_correlation",)),
+        Task("sst2", ("sentence",), ("negative", "positive")),
+        Task("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metrics=("accuracy", "f1")),
+        Task("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), metrics=("accuracy", "f1")),
+        Task("stsb", ("sentence1", "sentence2"), (), metrics=("pearson", "spearmanr")),
+        Task("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "validation_matched"),
+        Task("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
+        Task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+        Task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    key = name.strip().lower().replace("-", "")
+    if key not in GLUE_TASKS:
+        raise ValueError(
+            f"unknown task {name!r}; known tasks: {', '.join(GLUE_TASKS)}. For other data, leave --task unset and "
+            "pass --train_file / --validation_file with --text_column (and --text_pair_column for pairs)."
+        )
+    return GLUE_TASKS[key]
+
 
 # extension -> (datasets builder, delimiter)
 _FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
 
 
 def load_files(train_file: str | None = None, validation_file: str | None = None) -> DatasetDict:
-    """Read local data files (csv, tsv or json lines) with the `datasets` builders; missing files fail here."""
+    """Read local data files (csv, tsv or json lines) with the `datasets` builders; bad files fail here."""
     files = {split: path for split, path in (("train", train_file), ("validation", validation_file)) if path}
     if not files:
-        raise ValueError("no data given: pass --train_file (and optionally --validation_file), csv, tsv or json.")
+        raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
     builders = set()
     for split, path in files.items():
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{split} file {path!r} does not exist; check the path given to --{split}_file.")
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{split} file {path!r} is empty; give a file with a header and at least one row.")
         ext = os.path.splitext(path)[1].lower()
         if ext not in _FORMATS:
             raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(_FORMATS)}.")
@@ -28,23 +78,61 @@ def load_files(train_file: str | None = None, validation_file: str | None = None
         raise ValueError(f"train and validation files must share a format (got {sorted(files.values())}).")
     builder, delimiter = builders.pop()
     kwargs = {"delimiter": delimiter} if delimiter else {}
-    return load_dataset(builder, data_files=files, **kwargs)
+    try:
+        data = load_dataset(builder, data_files=files, **kwargs)
+    except Exception as err:  # the builders raise many types (pyarrow, pandas, json): one clear message instead
+        raise ValueError(
+            f"could not read {sorted(files.values())} as {builder}: {err}. Check the file's format."
+        ) from err
+    for split, dataset in data.items():
+        if len(dataset) == 0:
+            raise ValueError(f"{split} file {files[split]!r} has a header but no rows.")
+    return data
 
 
-def _label_to_id(label2id: dict[str, int] | None) -> Any:
-    lookup = {str(k).lower(): int(v) for k, v in (label2id or {}).items()}
+def load_task_data(
+    task: Task | None = None, train_file: str | None = None, validation_file: str | None = None
+) -> DatasetDict:
+    """Local files when given (with or without a task), else the task's GLUE data through `datasets`.
 
-    def convert(value: Any) -> int:
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, (int, float)):
-            return value
-        key = str(value).strip().lower()
-        if key in lookup:
-            return lookup[key]
-        if key.lstrip("-").isdigit():
-            return int(key)
-        raise ValueError(f"label {value!r} is neither a number nor one of the teacher's label names {sorted(lookup)}.")
+    The result has a "train" split and, when there is one, a "validation" split (MNLI's validation_matched).
+    """
+    if train_file or validation_file:
+        return load_files(train_file, validation_file)
+    if task is None:
+        raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
+    data = load_dataset("glue", task.name)
+    return DatasetDict({"train": data["train"], "validation": data[task.validation_split]})
+
+
+def infer_labels(dataset: Dataset, label_column: str) -> tuple[str, ...]:
+    """Label names found in a training split: sorted strings, or "0".."N-1" for integers; () for float targets."""
+    values = dataset.unique(label_column)
+    if all(isinstance(v, str) for v in values):
+        return tuple(sorted(values))
+    if all(isinstance(v, (int, bool)) for v in values):
+        if min(values) < 0:
+            raise ValueError(f"label column {label_column!r} holds negative class ids {sorted(values)[:5]}.")
+        return tuple(str(i) for i in range(max(values) + 1))
+    return ()  # float targets: regression
+
+
+def _label_converter(label2id: dict[str, int], num_labels: int) -> Any:
+    lookup = {str(k).lower(): int(v) for k, v in label2id.items()}
+
+    def convert(value: Any) -> int | float:
+        if num_labels == 1:  # regression: the target is the number itself
+            return float(value)
+        if isinstance(value, str) and value.strip().lower() in lookup:
+            return lookup[value.strip().lower()]
+        if isinstance(value, (int, bool)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+            index = int(value)
+            if 0 <= index < num_labels:
+                return index
+        raise ValueError(
+            f"label {value!r} is outside the teacher's label set (ids 0..{num_labels - 1}, names "
+            f"{sorted(lookup)}). Relabel the data, or use a teacher fine-tuned on these labels."
+        )
 
     return convert
 
@@ -57,20 +145,28 @@ def tokenize_dataset(
     label_column: str | None = "label",
     max_seq_length: int = 128,
     label2id: dict[str, int] | None = None,
+    num_labels: int | None = None,
 ) -> Dataset | DatasetDict:
-    """Tokenize the text column(s) (batched, truncated, unpadded: the collator pads each batch) and name the label
-    column `labels`; every other column is dropped. A label column that is absent is an error, unless it is None.
-    String labels are mapped through `label2id` (the teacher's label names)."""
-    splits = list(dataset.values()) if isinstance(dataset, DatasetDict) else [dataset]
-    for split in splits:
+    """Tokenize the text column(s) (batched, truncated, unpadded: the collator pads each batch; `datasets` caches the
+    result for files it read) and name the label column `labels`; every other column is dropped.
+
+    Labels are mapped through `label2id` (the teacher's label names; numbers are taken as ids) and must lie in the
+    teacher's label set (`num_labels`; 1 = regression, float targets). A split without the label column (a GLUE test
+    split) is tokenized without labels; a missing text column is an error.
+    """
+    splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
+    for name, split in splits.items():
         wanted = [c for c in (text_column, text_pair_column, label_column) if c]
         missing = [c for c in wanted if c not in split.column_names]
         if missing:
             raise ValueError(
-                f"column(s) {missing} not found in the data (columns: {split.column_names}); set --text_column, "
-                "--text_pair_column or --label_column to the right names (or unset --label_column with alpha=1.0)."
+                f"column(s) {missing} not found in the {name} data (columns: {split.column_names}); set "
+                "--text_column, --text_pair_column or --label_column to the right names (or unset --label_column "
+                "with alpha=1.0)."
             )
-    convert = _label_to_id(label2id)
+    if num_labels is None:
+        num_labels = len(label2id) if label2id else 2
+    convert = _label_converter(label2id or {}, num_labels)
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         texts = [str(t) for t in batch[text_column]]

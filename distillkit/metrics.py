@@ -1,16 +1,19 @@
-"""Task metrics computed in plain numpy, so that evaluation works offline (no metric scripts from the hub)."""
+"""Task metrics: through `evaluate` when it can load them, else built-in numpy equivalents giving the same numbers.
+
+`evaluate.load("glue", ...)` fetches its script from the hub, so it fails offline (and in the tests, which set
+HF_HUB_OFFLINE=1); the built-ins below follow the same definitions as scikit-learn and scipy, which the tests check.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-
-def _logits_of(predictions: Any) -> np.ndarray:
-    # predictions may be a tuple when a model returns more than logits; the logits come first
-    return np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions)
+logger = logging.getLogger(__name__)
 
 
 def accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
@@ -18,26 +21,104 @@ def accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
     return float((np.asarray(predictions) == np.asarray(references)).mean())
 
 
-def classification_metrics(eval_pred: Any) -> dict[str, float]:
-    """`compute_metrics` for single-label classification: accuracy (and macro F1 over the classes seen)."""
-    logits, labels = _logits_of(eval_pred.predictions), np.asarray(eval_pred.label_ids)
-    preds = logits.argmax(axis=-1)
-    f1s = []
-    for c in np.unique(np.concatenate([preds, labels])):
-        tp = np.sum((preds == c) & (labels == c))
-        denom = np.sum(preds == c) + np.sum(labels == c)
-        f1s.append(2 * tp / denom if denom else 0.0)
-    return {"accuracy": accuracy(preds, labels), "f1_macro": float(np.mean(f1s))}
+def f1_binary(predictions: np.ndarray, references: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class (sklearn's `f1_score(average="binary")`); 0 when it is never predicted nor present."""
+    p, r = np.asarray(predictions) == positive, np.asarray(references) == positive
+    tp = np.sum(p & r)
+    denom = p.sum() + r.sum()
+    return float(2 * tp / denom) if denom else 0.0
 
 
-def regression_metrics(eval_pred: Any) -> dict[str, float]:
-    """`compute_metrics` for a single regression output: Pearson correlation and mean squared error."""
-    preds = _logits_of(eval_pred.predictions).reshape(-1)
-    labels = np.asarray(eval_pred.label_ids, dtype=np.float64).reshape(-1)
-    pearson = float(np.corrcoef(preds, labels)[0, 1]) if preds.std() > 0 and labels.std() > 0 else 0.0
-    return {"pearson": pearson, "mse": float(np.mean((preds - labels) ** 2))}
+def f1_macro(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes that occur in either array (sklearn's macro average)."""
+    classes = np.unique(np.concatenate([np.asarray(predictions), np.asarray(references)]))
+    return float(np.mean([f1_binary(predictions, references, c) for c in classes]))
 
 
-def build_compute_metrics(num_labels: int) -> Callable[[Any], dict[str, float]]:
-    """The default `compute_metrics` for a head with `num_labels` outputs (1 means regression)."""
-    return regression_metrics if num_labels == 1 else classification_metrics
+def matthews_correlation(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Matthews correlation coefficient, multi-class form (Gorodkin 2004), as sklearn's `matthews_corrcoef`."""
+    preds, refs = np.asarray(predictions), np.asarray(references)
+    classes = np.unique(np.concatenate([preds, refs]))
+    t = np.array([np.sum(refs == c) for c in classes], dtype=np.float64)  # true counts per class
+    p = np.array([np.sum(preds == c) for c in classes], dtype=np.float64)  # predicted counts per class
+    correct, total = float(np.sum(preds == refs)), float(len(refs))
+    denom = np.sqrt((total**2 - p @ p) * (total**2 - t @ t))
+    return float((correct * total - t @ p) / denom) if denom else 0.0
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]  # tied values share their mean rank, as scipy's rankdata("average")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation: Pearson on average ranks (scipy's `spearmanr`)."""
+    return pearson(_average_ranks(np.asarray(x)), _average_ranks(np.asarray(y)))
+
+
+BUILTIN: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy,
+    "f1": f1_binary,
+    "f1_macro": f1_macro,
+    "matthews_correlation": matthews_correlation,
+    "pearson": pearson,
+    "spearmanr": spearman,
+}
+
+
+def _logits_of(predictions: Any) -> np.ndarray:
+    # predictions may be a tuple when a model returns more than logits; the logits come first
+    return np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _load_evaluate(task_name: str) -> Any | None:
+    if _offline():
+        return None
+    try:
+        import evaluate
+
+        return evaluate.load("glue", task_name)
+    except Exception as err:  # no hub, no script, no network: the built-ins give the same numbers
+        logger.info("evaluate could not load the glue/%s metric (%s); using the built-in metrics", task_name, err)
+        return None
+
+
+def build_compute_metrics(
+    num_labels: int, metric_names: tuple[str, ...] | None = None, task_name: str | None = None
+) -> Callable[[Any], dict[str, float]]:
+    """The `compute_metrics` for a head with `num_labels` outputs (1 = regression).
+
+    metric_names: names from `BUILTIN`; default accuracy and macro F1 for classification, Pearson and Spearman for
+    regression. task_name: a GLUE task whose `evaluate` metric is tried first.
+    """
+    regression = num_labels == 1
+    names = metric_names or (("pearson", "spearmanr") if regression else ("accuracy", "f1_macro"))
+    unknown = [n for n in names if n not in BUILTIN]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(BUILTIN)}.")
+    hub_metric = _load_evaluate(task_name) if task_name else None
+
+    def compute_metrics(eval_pred: Any) -> dict[str, float]:
+        logits = _logits_of(eval_pred.predictions)
+        preds = logits.reshape(-1) if regression else logits.argmax(axis=-1)
+        refs = np.asarray(eval_pred.label_ids)
+        if hub_metric is not None:
+            return {k: float(v) for k, v in hub_metric.compute(predictions=preds, references=refs).items()}
+        return {name: BUILTIN[name](preds, refs) for name in names}
+
+    return compute_metrics

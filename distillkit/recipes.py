@@ -10,11 +10,11 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .config import DataArguments, DistillConfig, ModelArguments
+from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 
 
 def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((ModelArguments, DataArguments, DistillConfig))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TeacherArguments, DistillConfig))
     parser.add_argument("--config", default=None, help="A YAML recipe of the fields below; flags override it.")
     return parser
 
@@ -36,8 +36,8 @@ def load_recipe(path: str, parser: HfArgumentParser | None = None) -> dict[str, 
 
 def parse_args(
     argv: Sequence[str] | None = None,
-) -> tuple[ModelArguments, DataArguments, DistillConfig]:
-    """Parse `--config recipe.yaml` (optional) and command-line flags into the three dataclasses; flags win."""
+) -> tuple[ModelArguments, DataArguments, TeacherArguments, DistillConfig]:
+    """Parse `--config recipe.yaml` (optional) and command-line flags into the four dataclasses; flags win."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     known, _ = parser.parse_known_args(argv)
@@ -45,5 +45,5 @@ def parse_args(
         # the recipe becomes the parser's defaults, so any flag given on the command line overrides it
         parser.set_defaults(**load_recipe(known.config, parser))
     # the fourth output is the namespace left over after the dataclasses took their fields (here: `config`)
-    model_args, data_args, distill_args, _ = parser.parse_args_into_dataclasses(argv)
-    return model_args, data_args, distill_args
+    model_args, data_args, teacher_args, distill_args, _ = parser.parse_args_into_dataclasses(argv)
+    return model_args, data_args, teacher_args, distill_args

@@ -12,8 +12,8 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer
 
 from .config import DistillConfig
-from .losses.layer_map import build_layer_map
-from .losses.registry import LossInputs, get_loss
+from .losses.layer_map import LayerMap, build_layer_map
+from .losses.registry import LossInputs, LossSpec, get_loss
 from .metrics import build_compute_metrics
 from .teacher import Teacher, check_teacher_student
 
@@ -56,18 +56,13 @@ class DistillTrainer(Trainer):
                 "fields (temperature, alpha, loss weights, layer map)."
             )
         teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
-        check_teacher_student(teacher_model.config, model.config)
-
-        self.loss_weights = args.loss_weights()
-        self.loss_specs = {name: get_loss(name) for name in self.loss_weights}
-        self.layer_map = build_layer_map(
-            args.layer_map, model.config.num_hidden_layers, teacher_model.config.num_hidden_layers
+        self.loss_weights, self.loss_specs, self.layer_map = self.check_setup(
+            model, teacher_model.config, args, kwargs.get("train_dataset")
         )
         self._needs_hidden = any(spec.needs_hidden_states for spec in self.loss_specs.values())
         self._needs_attn = any(spec.needs_attentions for spec in self.loss_specs.values())
         if self._needs_attn and getattr(model.config, "_attn_implementation", "eager") != "eager":
             model.set_attn_implementation("eager")  # SDPA never materialises the attention maps
-        self._check_labels(kwargs.get("train_dataset"))
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = build_compute_metrics(model.config.num_labels)
 
@@ -91,8 +86,17 @@ class DistillTrainer(Trainer):
         self._term_steps = 0
         logger.info("distillation losses %s, layer map %s", self.loss_weights, self.layer_map)
 
-    def _check_labels(self, train_dataset: Any) -> None:
-        needs_labels = [name for name, spec in self.loss_specs.items() if spec.needs_labels]
+    @staticmethod
+    def check_setup(
+        model: PreTrainedModel, teacher_config: Any, args: DistillConfig, train_dataset: Any = None
+    ) -> tuple[dict[str, float], dict[str, LossSpec], LayerMap]:
+        """Every check that can fail before training, without building anything: teacher / student fit, the loss
+        names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map)."""
+        check_teacher_student(teacher_config, model.config)
+        weights = args.loss_weights()
+        specs = {name: get_loss(name) for name in weights}
+        layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
+        needs_labels = [name for name, spec in specs.items() if spec.needs_labels]
         columns = getattr(train_dataset, "column_names", None)
         if needs_labels and columns is not None and not any(c in columns for c in _LABEL_COLUMNS):
             raise ValueError(
@@ -100,6 +104,7 @@ class DistillTrainer(Trainer):
                 f"{columns}). Add a 'labels' column (--label_column NAME) or distill from the teacher alone with "
                 "alpha=1.0."
             )
+        return weights, specs, layer_map
 
     # ---- the hooks -----------------------------------------------------------------------------------------------
 

@@ -43,10 +43,10 @@ def test_loss_weights_follow_the_fields():
 def test_flags_override_the_recipe(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("teacher: some/teacher\nstudent: some/student\ntemperature: 3.0\nalpha: 0.9\nmax_steps: 7\n")
-    model_args, data_args, args = parse_args(["--config", str(recipe), "--temperature", "4", "--output_dir", "o"])
+    model_args, data_args, _, args = parse_args(["--config", str(recipe), "--temperature", "4", "--output_dir", "o"])
     assert model_args.teacher == "some/teacher" and model_args.student == "some/student"
     assert args.temperature == 4.0 and args.alpha == 0.9 and args.max_steps == 7
-    assert data_args.text_column == "sentence"
+    assert data_args.text_column is None and data_args.task is None
 
 
 def test_recipe_errors_are_clear(tmp_path):

@@ -72,7 +72,7 @@ def _main():
         ({"--train_file": "missing.tsv"}, r"train file 'missing.tsv' does not exist"),
         (
             {"--text_column": "text"},
-            r"column\(s\) \['text'\] not found in the data \(columns: \['sentence', 'label'\]\)",
+            r"column\(s\) \['text'\] not found in the train data \(columns: \['sentence', 'label'\]\)",
         ),
         ({"--label_column": "gold"}, r"\['gold'\] not found"),
         ({"--temperature": "0"}, r"temperature must be > 0"),
@@ -110,10 +110,10 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_every_recipe_loads(recipe):
     values = load_recipe(str(recipe))
-    model_args, data_args, args = parse_args(["--config", str(recipe)])
+    model_args, data_args, teacher_args, args = parse_args(["--config", str(recipe)])
     assert model_args.teacher and model_args.student
     for key, value in values.items():
-        for obj in (model_args, data_args, args):
+        for obj in (model_args, data_args, teacher_args, args):
             if hasattr(obj, key) and key not in ("output_dir", "report_to", "lr_scheduler_type", "eval_strategy"):
                 assert getattr(obj, key) == value, key
     header = recipe.read_text().splitlines()[0]

@@ -1,0 +1,164 @@
+"""The teacher stage: load a teacher (a checkpoint, a base model or a LoRA adapter) and fine-tune it when needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import logging
+import os
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
+
+from .config import DistillConfig, TeacherArguments
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG))
+
+
+def _adapter_base(path: str) -> str:
+    with open(os.path.join(path, ADAPTER_CONFIG), encoding="utf-8") as f:
+        return json.load(f)["base_model_name_or_path"]
+
+
+def _check_weights(path: str, what: str) -> None:
+    """A local model directory must hold safetensors weights (pickle checkpoints are not loaded)."""
+    if not os.path.isdir(path):
+        return  # a hub name: from_pretrained fetches it
+    if not glob.glob(os.path.join(path, "*.safetensors")):
+        pickles = [os.path.basename(p) for p in glob.glob(os.path.join(path, "*.bin"))]
+        hint = (
+            f" It holds {pickles}: convert them once with `AutoModel.from_pretrained(dir).save_pretrained(dir)` "
+            "in a trusted environment."
+            if pickles
+            else ""
+        )
+        raise ValueError(f"{what} directory {path!r} holds no model weights (*.safetensors).{hint}")
+
+
+def has_trained_head(name_or_path: str, trust_remote_code: bool = False) -> bool:
+    """Whether the checkpoint already carries a sequence-classification head (else it is a base model)."""
+    if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
+        return True  # a task adapter: LoRA weights plus the trained head
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
+    """The teacher's tokenizer; for an adapter directory without tokenizer files, its base model's."""
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
+            return AutoTokenizer.from_pretrained(_adapter_base(name_or_path), trust_remote_code=trust_remote_code)
+        raise
+
+
+def load_teacher(
+    name_or_path: str,
+    label_names: tuple[str, ...] | None = None,
+    *,
+    new_head: bool = False,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Load the teacher as an `AutoModelForSequenceClassification`.
+
+    An adapter directory (`adapter_config.json`) is loaded onto its base model and merged (plain weights are faster
+    to run). A base checkpoint, or any checkpoint with `new_head`, gets a fresh head for `label_names` (() means
+    one regression output). A trained head is kept, and must have as many labels as the task.
+    """
+    _check_weights(name_or_path, "teacher")
+    if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
+        from peft import AutoPeftModelForSequenceClassification
+
+        model = AutoPeftModelForSequenceClassification.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+        logger.info("teacher: LoRA adapter %s merged into its base model", name_or_path)
+        return model.merge_and_unload()
+    if label_names is not None and (new_head or not has_trained_head(name_or_path, trust_remote_code)):
+        num_labels = len(label_names) or 1
+        return AutoModelForSequenceClassification.from_pretrained(
+            name_or_path,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            num_labels=num_labels,
+            id2label=dict(enumerate(label_names or ("score",))),
+            label2id={n: i for i, n in enumerate(label_names or ("score",))},
+            problem_type="regression" if num_labels == 1 else "single_label_classification",
+            ignore_mismatched_sizes=new_head,
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    if label_names is not None and model.config.num_labels != (len(label_names) or 1):
+        raise ValueError(
+            f"the teacher {name_or_path!r} was fine-tuned with {model.config.num_labels} labels but the task has "
+            f"{len(label_names) or 1}. Use a teacher for this task, a base checkpoint (it is fine-tuned first), or "
+            "--finetune_teacher always to give it a new head."
+        )
+    return model
+
+
+def finetune_teacher(
+    teacher: PreTrainedModel,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    args: DistillConfig,
+    teacher_args: TeacherArguments,
+    compute_metrics: Any,
+) -> tuple[PreTrainedModel, dict[str, float]]:
+    """Fine-tune the teacher on the task (fully, or with LoRA and then merged), save it under
+    `<output_dir>/teacher`, and return it with its evaluation metrics (empty without an eval set)."""
+    output_dir = os.path.join(args.output_dir, "teacher")
+    stage_args = dataclasses.replace(
+        args,
+        output_dir=output_dir,
+        learning_rate=teacher_args.teacher_learning_rate,
+        num_train_epochs=teacher_args.teacher_num_train_epochs,
+        max_steps=teacher_args.teacher_max_steps,
+        per_device_train_batch_size=teacher_args.teacher_batch_size,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+    )
+    model = teacher
+    if teacher_args.teacher_lora_r:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=teacher_args.teacher_lora_r,
+            lora_alpha=teacher_args.teacher_lora_alpha or 2 * teacher_args.teacher_lora_r,
+            lora_dropout=0.1,
+        )
+        model = get_peft_model(teacher, lora)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("teacher stage: LoRA r=%d, %d trainable parameters", teacher_args.teacher_lora_r, trainable)
+    logger.info("teacher stage: fine-tuning the teacher on the task before distilling")
+    trainer = Trainer(
+        model=model,
+        args=stage_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train()
+    if teacher_args.teacher_lora_r:
+        model = model.merge_and_unload()
+    metrics = trainer.evaluate(metric_key_prefix="teacher_eval") if eval_dataset is not None else {}
+    if args.should_save:
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        with open(os.path.join(output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+    return model.eval(), metrics

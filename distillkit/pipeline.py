@@ -1,0 +1,181 @@
+"""The main job, end to end: data -> teacher (fine-tuned first if needed) -> student -> distillation -> outputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import set_seed
+
+from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
+from .data import Task, get_task, infer_labels, load_task_data, tokenize_dataset
+from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
+from .hub import render_model_card
+from .metrics import build_compute_metrics
+from .students import build_student, format_size_table, size_report, write_size_report
+from .trainer import DistillTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the student's and the teacher's scores, sizes, and where things were written."""
+
+    output_dir: str
+    metrics: dict[str, float]
+    teacher_metrics: dict[str, float] = field(default_factory=dict)
+    teacher_dir: str | None = None
+    sizes: dict[str, Any] = field(default_factory=dict)
+
+
+def _columns(task: Task | None, data_args: DataArguments) -> tuple[str, str | None]:
+    text = data_args.text_column or (task.text_columns[0] if task else "sentence")
+    pair = data_args.text_pair_column
+    if pair is None and task is not None and len(task.text_columns) == 2:
+        pair = task.text_columns[1]
+    return text, pair
+
+
+def _check_pair_columns(task: Task | None, data: Any, text: str, pair: str | None) -> None:
+    columns = data["train"].column_names
+    if task is not None and len(task.text_columns) == 2 and (pair is None or pair not in columns):
+        raise ValueError(
+            f"task {task.name!r} is a sentence-pair task but the data has no second text column {pair!r} "
+            f"(columns: {columns}); name both with --text_column and --text_pair_column."
+        )
+
+
+def _build_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
+    set_seed(seed)  # the student's random initialisation is part of the run
+    return build_student(
+        model_args.student,
+        teacher,
+        num_layers=model_args.num_layers,
+        hidden_size=model_args.hidden_size,
+        num_heads=model_args.num_heads,
+        intermediate_size=model_args.intermediate_size,
+        embedding_size=model_args.embedding_size,
+        share_layers=model_args.share_layers,
+        num_hidden_groups=model_args.num_hidden_groups,
+        init_from_teacher=model_args.init_from_teacher,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+
+
+def run(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    teacher_args: TeacherArguments,
+    args: DistillConfig,
+    command: list[str] | None = None,
+) -> RunResult:
+    """Run the whole job. Every check on the inputs happens before the first training step."""
+    if not model_args.teacher or not model_args.student:
+        raise ValueError("--teacher and --student are required (a hub name or a local directory each).")
+    task = get_task(data_args.task) if data_args.task else None
+    text_column, pair_column = _columns(task, data_args)
+
+    # data first: a missing file or column fails before any model is loaded
+    raw = load_task_data(task, data_args.train_file, data_args.validation_file)
+    if "train" not in raw:
+        raise ValueError("--train_file is required to train a student.")
+    _check_pair_columns(task, raw, text_column, pair_column)
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+
+    trust = model_args.trust_remote_code
+    finetune = teacher_args.finetune_teacher
+    trained = has_trained_head(model_args.teacher, trust)
+    needs_stage = finetune == "always" or (finetune == "auto" and not trained)
+    if not trained and finetune == "never":
+        raise ValueError(
+            f"the teacher {model_args.teacher!r} has no trained classification head; let distillkit "
+            "fine-tune it first (--finetune_teacher auto) or give a fine-tuned teacher."
+        )
+    label_names = None
+    if task is not None:
+        label_names = task.label_names
+    elif needs_stage:
+        if not data_args.label_column:
+            raise ValueError("fine-tuning the teacher needs labels: give --label_column.")
+        label_names = infer_labels(raw["train"], data_args.label_column)
+    tokenizer = load_tokenizer(model_args.teacher, trust)
+    teacher = load_teacher(model_args.teacher, label_names, new_head=finetune == "always", trust_remote_code=trust)
+    num_labels = teacher.config.num_labels
+
+    data = tokenize_dataset(
+        raw,
+        tokenizer,
+        text_column=text_column,
+        text_pair_column=pair_column,
+        label_column=data_args.label_column,
+        max_seq_length=data_args.max_seq_length,
+        label2id=teacher.config.label2id,
+        num_labels=num_labels,
+    )
+    compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
+    student = _build_student(model_args, teacher, args.seed)
+    # every check that can fail (fit, loss names, layer map, labels) runs before the first training step
+    DistillTrainer.check_setup(student, teacher.config, args, data["train"])
+
+    result = RunResult(output_dir=args.output_dir, metrics={})
+    if needs_stage:
+        teacher, result.teacher_metrics = finetune_teacher(
+            teacher, tokenizer, data["train"], data.get("validation"), args, teacher_args, compute_metrics
+        )
+        result.teacher_dir = os.path.join(args.output_dir, "teacher")
+        logger.info("teacher stage done: %s", result.teacher_metrics)
+        if model_args.init_from_teacher:  # start the student from the fine-tuned teacher, not the base one
+            student = _build_student(model_args, teacher, args.seed)
+    trainer = DistillTrainer(
+        model=student,
+        teacher=teacher,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data.get("validation"),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+
+    seq_len = data_args.max_seq_length
+    result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
+    result.sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
+    logger.info("model sizes (FLOPs per token at sequence length %d):\n%s", seq_len, format_size_table(result.sizes))
+    if args.should_save:
+        write_size_report(args.output_dir, result.sizes)
+
+    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()  # the student and its tokenizer, loadable with plain transformers
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    result.metrics = dict(train_result.metrics)
+    if "validation" in data:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        result.metrics.update(eval_metrics)
+    trainer.save_state()
+    if args.should_save:
+        card = render_model_card(
+            name=os.path.basename(os.path.normpath(args.output_dir)),
+            teacher=model_args.teacher,
+            sizes=result.sizes,
+            loss_weights=trainer.loss_weights,
+            temperature=args.temperature,
+            layer_map=args.layer_map,
+            command=shlex.join(command or ["python", "scripts/distill.py", *sys.argv[1:]]),
+            metrics={k: v for k, v in result.metrics.items() if k.startswith("eval_")},
+        )
+        with open(os.path.join(args.output_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(card)
+        if result.teacher_metrics:
+            with open(os.path.join(args.output_dir, "teacher_eval_results.json"), "w", encoding="utf-8") as f:
+                json.dump(result.teacher_metrics, f, indent=2)
+    return result
