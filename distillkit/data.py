@@ -73,6 +73,8 @@ def load_files(train_file: str | None = None, validation_file: str | None = None
         ext = os.path.splitext(path)[1].lower()
         if ext not in _FORMATS:
             raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(_FORMATS)}.")
+        if _FORMATS[ext][0] == "csv" and _count_lines(path, 2) < 2:
+            raise ValueError(f"{split} file {path!r} has a header but no rows.")
         builders.add(_FORMATS[ext])
     if len(builders) > 1:
         raise ValueError(f"train and validation files must share a format (got {sorted(files.values())}).")
@@ -88,6 +90,17 @@ def load_files(train_file: str | None = None, validation_file: str | None = None
         if len(dataset) == 0:
             raise ValueError(f"{split} file {files[split]!r} has a header but no rows.")
     return data
+
+
+def _count_lines(path: str, limit: int) -> int:
+    """Non-blank lines in the file, counting no further than `limit`."""
+    count = 0
+    with open(path, "rb") as f:
+        for line in f:
+            count += bool(line.strip())
+            if count >= limit:
+                break
+    return count
 
 
 def load_task_data(
