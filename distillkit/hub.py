@@ -1,67 +1,164 @@
-"""Model cards: what a student is, how it was made and how good it is, rendered from `model_cards/`."""
+"""Model cards and pushes: what a student is, how it was made, how big, fast and good it is; then to a hub.
+
+The facts behind a card are kept as `distillkit_card.json` next to the student, so that later steps (exports) can
+add to them and render the card again. Rendering uses `huggingface_hub.ModelCard` with the Jinja template in
+`model_cards/student.md`, so the YAML metadata (base model, datasets, model-index results, tags) is what the hub reads.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import string
 from typing import Any
 
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards", "student.md")
+CARD_INFO = "distillkit_card.json"
+RECIPE_FILE = "distillkit_recipe.yaml"
+# never pushed: checkpoints (they hold optimizer state), the fine-tuned teacher, pickled arguments, run logs
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "*.bin", "*.pt", "runs/**", "int8/**", "onnx/**"]
 
-_SHAPE_ROWS = (
-    ("architecture", "architecture"),
-    ("layers", "layers"),
-    ("hidden size", "hidden_size"),
-    ("embedding size", "embedding_size"),
-    ("layer groups (shared weights)", "layer_groups"),
-    ("parameters", "parameters"),
-    ("size fp32 / fp16 (MB)", None),
-    ("FLOPs per token", "flops_per_token"),
-)
+GLUE_DATASET = "nyu-mll/glue"
 
 
-def _shape_table(sizes: dict[str, dict[str, Any]]) -> str:
-    teacher, student = sizes["teacher"], sizes["student"]
-    lines = ["| | teacher | student |", "|---|---|---|"]
-    for label, key in _SHAPE_ROWS:
-        if key is None:
-            cells = [f"{r['size_fp32_mb']} / {r['size_fp16_mb']}" for r in (teacher, student)]
-        else:
-            cells = [f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for r in (teacher, student)]
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    ratio = teacher["parameters"] / student["parameters"]
-    flops = teacher["flops_per_token"] / student["flops_per_token"]
-    lines.append(f"| compression | | {ratio:.1f}x fewer parameters, {flops:.1f}x fewer FLOPs per token |")
-    return "\n".join(lines)
+class PushError(RuntimeError):
+    """A push failed; the local output directory is untouched and complete."""
 
 
-def render_model_card(
-    name: str,
-    teacher: str,
-    sizes: dict[str, dict[str, Any]],
-    loss_weights: dict[str, float],
-    temperature: float,
-    layer_map: str,
-    command: str,
-    metrics: dict[str, float] | None = None,
-    template: str = TEMPLATE,
-) -> str:
-    """Fill the card template; `sizes` is {"teacher": size_report, "student": size_report} as distill.py writes."""
-    with open(template, encoding="utf-8") as f:
-        text = string.Template(f.read())
-    metric_lines = [
-        f"| {k} | {v:.4f} |"
-        for k, v in sorted((metrics or {}).items())
-        if isinstance(v, float) and not k.endswith(("_runtime", "_per_second"))  # speed belongs in benchmarks
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "n/a" if value is None else str(value)
+
+
+def _scores(info: dict[str, Any]) -> list[dict[str, str]]:
+    student = {k.removeprefix("eval_"): v for k, v in (info.get("metrics") or {}).items()}
+    teacher = {k.split("eval_", 1)[-1]: v for k, v in (info.get("teacher_metrics") or {}).items()}
+    skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
+    return [
+        {"metric": name, "teacher": _fmt(teacher.get(name)), "student": _fmt(value)}
+        for name, value in student.items()
+        if isinstance(value, (int, float)) and not name.endswith(skip)
     ]
-    return text.substitute(
-        name=name,
-        teacher=teacher,
-        shape_table=_shape_table(sizes),
-        initialisation="; ".join(sizes["student"].get("initialisation") or ["random"]),
-        losses=", ".join(f"{k} x {v:g}" for k, v in loss_weights.items()),
-        temperature=temperature,
-        layer_map=layer_map,
-        command=command,
-        metrics="\n".join(["| metric | value |", "|---|---|", *metric_lines]) if metric_lines else "Not evaluated.",
+
+
+def card_data(info: dict[str, Any]) -> ModelCardData:
+    """The YAML metadata: library, base model (the teacher), dataset, model-index results, tags, license."""
+    task = info.get("task")
+    dataset = GLUE_DATASET if task else None
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            dataset_type=dataset or "custom",
+            dataset_name=f"GLUE {task.upper()}" if task else "custom data",
+            dataset_config=task,
+            dataset_split="validation",
+            metric_type=row["metric"],
+            metric_value=float(row["student"]),
+        )
+        for row in _scores(info)
+    ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=info.get("base_model"),
+        datasets=[dataset] if dataset else None,
+        license=info.get("license"),
+        tags=["distillation", "distillkit", "knowledge-distillation"],
+        model_name=info["name"],
+        eval_results=results or None,
     )
+
+
+def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
+    sizes = info["sizes"]
+    student, teacher = sizes["student"], sizes["teacher"]
+    shared = student.get("layer_groups", student["layers"]) < student["layers"]
+    factorized = student.get("embedding_size", student["hidden_size"]) < student["hidden_size"]
+    return ModelCard.from_template(
+        card_data(info),
+        template_path=template,
+        name=info["name"],
+        repo_id=info.get("repo_id") or info["name"],
+        teacher=info["teacher"],
+        task=info.get("task"),
+        student=student,
+        teacher_size=teacher,
+        sharing=f"ALBERT-style, {student['layer_groups']} group(s) of shared weights" if shared else "none",
+        embeddings=f"factorized: vocabulary -> {student['embedding_size']} -> {student['hidden_size']}"
+        if factorized
+        else f"{student['embedding_size']} wide",
+        param_ratio=teacher["parameters"] / student["parameters"],
+        flops_ratio=teacher["flops_per_token"] / student["flops_per_token"],
+        latency=info.get("latency"),
+        initialisation="; ".join(student.get("initialisation") or ["random"]),
+        scores=_scores(info),
+        losses=", ".join(f"{k} x {v:g}" for k, v in info["loss_weights"].items()),
+        temperature=info["temperature"],
+        layer_map=info["layer_map"],
+        epochs=info.get("epochs", ""),
+        command=info.get("command", ""),
+        recipe=info.get("recipe", False),
+        exports=info.get("exports"),
+        exports_metric=info.get("exports_metric", "metric"),
+        exports_note=info.get("exports_note", ""),
+    )
+
+
+def write_card(output_dir: str, info: dict[str, Any]) -> str:
+    """Write `distillkit_card.json` and the rendered `README.md` into the student directory; returns the card text."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, CARD_INFO), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+    card = render_card(info)
+    card.save(os.path.join(output_dir, "README.md"))
+    return str(card)
+
+
+def read_card_info(output_dir: str) -> dict[str, Any]:
+    path = os.path.join(output_dir, CARD_INFO)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{output_dir!r} has no {CARD_INFO}: it is not a student directory written by distillkit."
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def push_student(
+    output_dir: str,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Push a finished student directory (weights, tokenizer, card, recipe) to `repo_id`; returns the commit URL.
+
+    The token is only handed to the client (None: the usual discovery, HF_TOKEN or the cached login). Any failure
+    becomes a `PushError` that says why, without the token, and that the local directory is complete.
+    """
+    if not os.path.isfile(os.path.join(output_dir, "config.json")):
+        raise PushError(f"{output_dir!r} holds no saved student (config.json); nothing to push.")
+    info_path = os.path.join(output_dir, CARD_INFO)
+    if os.path.isfile(info_path):  # the card names the repo it lives in
+        info = read_card_info(output_dir)
+        if info.get("repo_id") != repo_id:
+            write_card(output_dir, {**info, "repo_id": repo_id})
+    api = api or HfApi()
+    try:
+        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=output_dir,
+            token=token,
+            repo_type="model",
+            ignore_patterns=PUSH_IGNORE,
+            commit_message="Upload a student distilled with distillkit",
+        )
+    except Exception as err:  # network, auth, quota: the local result stays as it is
+        reason = (str(err).replace(token, "<token>") if token else str(err)).strip().splitlines() or [""]
+        raise PushError(
+            f"push of {output_dir!r} to {repo_id!r} failed: {type(err).__name__}: {reason[0]}. The student in "
+            f"{output_dir!r} is complete; push it later with "
+            f"`python scripts/push.py {output_dir} --hub_model_id {repo_id}`."
+        ) from None
+    return str(getattr(commit, "commit_url", commit))

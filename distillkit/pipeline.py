@@ -10,13 +10,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import set_seed
+from huggingface_hub import ModelCard
+from transformers import Trainer, set_seed
 
+from .benchmark import batches, model_latency_ms, threads_note
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import Task, get_task, infer_labels, load_task_data, tokenize_dataset
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
-from .hub import render_model_card
+from .hub import RECIPE_FILE, push_student, write_card
 from .metrics import build_compute_metrics
+from .recipes import dump_recipe
 from .students import build_student, format_size_table, size_report, write_size_report
 from .trainer import DistillTrainer
 
@@ -90,6 +93,23 @@ def run(
         if limit is not None and split in raw:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
 
+    # the hub settings are taken out of the arguments: nothing is pushed before the run is finished and evaluated,
+    # and the token is neither pickled with the arguments nor written into the recipe
+    push = {k: getattr(args, k) for k in ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")}
+    if push["push_to_hub"] and not push["hub_model_id"]:
+        raise ValueError("--push_to_hub needs --hub_model_id NAME (the repository to create or update).")
+    args.push_to_hub, args.hub_token = False, None
+    if args.should_save:
+        os.makedirs(args.output_dir, exist_ok=True)
+        dump_recipe(
+            os.path.join(args.output_dir, RECIPE_FILE),
+            model_args,
+            data_args,
+            teacher_args,
+            args,
+            header="The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml",
+        )
+
     trust = model_args.trust_remote_code
     finetune = teacher_args.finetune_teacher
     trained = has_trained_head(model_args.teacher, trust)
@@ -162,20 +182,67 @@ def run(
         trainer.save_metrics("eval", eval_metrics)
         result.metrics.update(eval_metrics)
     trainer.save_state()
+    if "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
+        result.teacher_metrics = Trainer(
+            model=teacher, args=args, processing_class=tokenizer, compute_metrics=compute_metrics
+        ).evaluate(data["validation"], metric_key_prefix="teacher_eval")
     if args.should_save:
-        card = render_model_card(
-            name=os.path.basename(os.path.normpath(args.output_dir)),
-            teacher=model_args.teacher,
-            sizes=result.sizes,
-            loss_weights=trainer.loss_weights,
-            temperature=args.temperature,
-            layer_map=args.layer_map,
-            command=shlex.join(command or ["python", "scripts/distill.py", *sys.argv[1:]]),
-            metrics={k: v for k, v in result.metrics.items() if k.startswith("eval_")},
-        )
-        with open(os.path.join(args.output_dir, "README.md"), "w", encoding="utf-8") as f:
-            f.write(card)
         if result.teacher_metrics:
             with open(os.path.join(args.output_dir, "teacher_eval_results.json"), "w", encoding="utf-8") as f:
                 json.dump(result.teacher_metrics, f, indent=2)
+        latency = None
+        if "validation" in raw:
+            probe = raw["validation"].select(range(min(32, len(raw["validation"]))))
+            inputs = batches(tokenizer, probe[text_column], 1, seq_len, probe[pair_column] if pair_column else None)
+            latency = {
+                "teacher": model_latency_ms(teacher, inputs),
+                "student": model_latency_ms(trainer.model, inputs),
+                "note": threads_note(1, len(inputs)),
+            }
+        info = _card_info(model_args, task, args, trainer, result, latency, command)
+        write_card(args.output_dir, info)
+    if push["push_to_hub"]:
+        push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
+
+
+def _teacher_license(teacher: str) -> str | None:
+    card = os.path.join(teacher, "README.md")
+    if not os.path.isfile(card):
+        return None  # a hub teacher: its license is on its own card; nothing is fetched for ours
+    try:
+        return ModelCard.load(card).data.license
+    except Exception:  # a README without metadata
+        return None
+
+
+def _card_info(
+    model_args: ModelArguments,
+    task: Task | None,
+    args: DistillConfig,
+    trainer: DistillTrainer,
+    result: RunResult,
+    latency: dict[str, Any] | None,
+    command: list[str] | None,
+) -> dict[str, Any]:
+    teacher = model_args.teacher
+    length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+    return {
+        "name": os.path.basename(os.path.normpath(args.output_dir)),
+        "repo_id": args.hub_model_id,
+        "teacher": teacher,
+        "base_model": None if os.path.isdir(teacher) else teacher,
+        "license": _teacher_license(teacher),
+        "task": task.name if task else None,
+        "sizes": result.sizes,
+        "latency": latency,
+        "loss_weights": trainer.loss_weights,
+        "temperature": args.temperature,
+        "layer_map": args.layer_map,
+        "epochs": f"{length}, batch {args.per_device_train_batch_size} per device, learning rate "
+        f"{args.learning_rate:g}",
+        "command": shlex.join(command or ["python", "scripts/distill.py", *sys.argv[1:]]),
+        "recipe": True,
+        "metrics": {k: v for k, v in result.metrics.items() if k.startswith("eval_")},
+        "teacher_metrics": result.teacher_metrics,
+    }

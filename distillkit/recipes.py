@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -47,3 +48,32 @@ def parse_args(
     # the fourth output is the namespace left over after the dataclasses took their fields (here: `config`)
     model_args, data_args, teacher_args, distill_args, _ = parser.parse_args_into_dataclasses(argv)
     return model_args, data_args, teacher_args, distill_args
+
+
+def recipe_values(*configs: Any) -> dict[str, Any]:
+    """The fields of these dataclasses that differ from their defaults, as plain YAML values: the recipe of a run.
+
+    Tokens are never included (any field ending in `_token`).
+    """
+    values: dict[str, Any] = {}
+    for config in configs:
+        default = type(config)()
+        for f in dataclasses.fields(config):
+            if not f.init or f.name.endswith("_token"):
+                continue
+            value = getattr(config, f.name)
+            if value == getattr(default, f.name):
+                continue
+            value = getattr(value, "value", value)  # enums -> their string
+            if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+                value = str(value)
+            values[f.name] = value
+    return values
+
+
+def dump_recipe(path: str, *configs: Any, header: str = "") -> None:
+    """Write `recipe_values(*configs)` as a flat YAML recipe that `--config` reads back."""
+    with open(path, "w", encoding="utf-8") as f:
+        if header:
+            f.write("".join(f"# {line}\n" for line in header.splitlines()))
+        yaml.safe_dump(recipe_values(*configs), f, sort_keys=False)

@@ -16,6 +16,7 @@ import logging
 import sys
 
 from distillkit import parse_args
+from distillkit.hub import PushError
 from distillkit.pipeline import RunResult, run
 
 
@@ -32,3 +33,6 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as err:  # bad input: say what is wrong and how to fix it, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except PushError as err:  # the run itself succeeded: its outputs are complete on disk
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(3) from None

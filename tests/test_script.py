@@ -53,7 +53,7 @@ def test_distill_script_end_to_end_on_a_tsv(tmp_path, trained_teacher_dir, data_
     assert len(kd) == 4 and kd[-1] < kd[0]
     assert all("loss_hidden" in e for e in history if "loss_kd" in e)
     card = (out / "README.md").read_text()
-    assert f"base_model: {trained_teacher_dir}" in card and "| eval_accuracy |" in card
+    assert f"`{trained_teacher_dir}`" in card and "| accuracy |" in card
     assert "--hidden_weight 1" in card and "hidden x 1" in card
 
 
