@@ -17,7 +17,8 @@ TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 CARD_INFO = "distillkit_card.json"
 RECIPE_FILE = "distillkit_recipe.yaml"
 # never pushed: checkpoints (they hold optimizer state), the fine-tuned teacher, pickled arguments, run logs
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "*.bin", "*.pt", "runs/**", "int8/**", "onnx/**"]
+# (the ONNX export goes along; the int8 TorchScript file does not: it only runs with the same torch)
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "*.bin", "*.pt", "runs/**", "int8/**"]
 
 GLUE_DATASET = "nyu-mll/glue"
 

@@ -1,0 +1,106 @@
+"""Deployment exports of a student: dynamic int8 (PyTorch, saved as TorchScript) and ONNX (checked in onnxruntime).
+
+Each export is wrapped as a `Runner`: a function from a padded batch to logits, so that size, latency and the task
+metric are measured the same way for the float model, its exports and the teacher.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def input_names(model: nn.Module) -> list[str]:
+    """The inputs an export takes: ids and mask, plus token types when the model has them (not MPNet, DistilBERT)."""
+    accepted = set(inspect.signature(model.forward).parameters)
+    return [name for name in INPUTS if name in accepted]
+
+
+class LogitsOnly(nn.Module):
+    """Positional inputs -> logits: the fixed signature that tracing and ONNX export need."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, tensors)), return_dict=True).logits
+
+
+@dataclass
+class Runner:
+    name: str
+    path: str | None  # where its weights live on disk
+    predict: Callable[[Batch], np.ndarray]
+
+
+def torch_runner(name: str, model: nn.Module, path: str | None) -> Runner:
+    model = model.eval()
+
+    @torch.no_grad()
+    def predict(batch: Batch) -> np.ndarray:
+        return model(**batch).logits.float().numpy()
+
+    return Runner(name, path, predict)
+
+
+def export_int8(model: nn.Module, example: Batch, out_dir: str) -> Runner:
+    """Dynamically quantize every nn.Linear to int8 (weights int8, activations quantized on the fly) and save it as
+    TorchScript (`model.pt`): quantized weights have no safetensors form, and a TorchScript archive loads without
+    unpickling Python objects. Tracing records no sequence length: any batch and length run (checked in the tests)."""
+    names = input_names(model)
+    with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            LogitsOnly(model.eval(), names), {nn.Linear}, dtype=torch.qint8
+        )
+        traced = torch.jit.trace(quantized, tuple(example[n] for n in names), check_trace=False)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "model.pt")
+    torch.jit.save(traced, path)
+    loaded = torch.jit.load(path)
+
+    @torch.no_grad()
+    def predict(batch: Batch) -> np.ndarray:
+        return loaded(*(batch[n] for n in names)).numpy()
+
+    return Runner("student int8 (PyTorch dynamic)", path, predict)
+
+
+def export_onnx(model: nn.Module, example: Batch, out_dir: str) -> Runner:
+    """Export to ONNX with dynamic batch and sequence axes (`model.onnx`, weights in `model.onnx.data`) and run it
+    in onnxruntime on the CPU."""
+    import onnxruntime
+
+    names = input_names(model)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "model.onnx")
+    axes = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LogitsOnly(model.eval(), names),
+            tuple(example[n] for n in names),
+            path,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=(tuple(axes for _ in names),),  # one entry: the *tensors argument
+            dynamo=True,
+            verbose=False,
+        )
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def predict(batch: Batch) -> np.ndarray:
+        return session.run(["logits"], {n: batch[n].numpy() for n in names})[0]
+
+    return Runner("student ONNX (onnxruntime)", out_dir, predict)  # the graph and its external weights

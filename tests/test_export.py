@@ -1,0 +1,76 @@
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+from huggingface_hub import ModelCard
+
+from distillkit import parse_args
+from distillkit.pipeline import run
+
+from .conftest import rule_sentences
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _export_main():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import export
+    finally:
+        sys.path.pop(0)
+    return export.main
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory, trained_teacher_dir):
+    tmp = tmp_path_factory.mktemp("export")
+    for name, n, seed in (("train.tsv", 2560, 1), ("dev.tsv", 300, 2)):
+        texts, labels = rule_sentences(n, seed)
+        (tmp / name).write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    out = tmp / "student"
+    flags = [
+        "--teacher", str(trained_teacher_dir), "--student", "custom", "--num_layers", "1", "--hidden_size", "32",
+        "--num_heads", "2", "--train_file", str(tmp / "train.tsv"), "--validation_file", str(tmp / "dev.tsv"),
+        "--output_dir", str(out), "--max_steps", "80", "--per_device_train_batch_size", "32", "--learning_rate",
+        "3e-3", "--lr_scheduler_type", "constant", "--save_strategy", "no", "--report_to", "none",
+        "--disable_tqdm", "true", "--max_seq_length", "32",
+    ]  # fmt: skip
+    run(*parse_args(flags))
+    return out
+
+
+def test_int8_and_onnx_exports_agree_with_the_float_student(student_dir):
+    rows = {r["name"]: r for r in _export_main()([str(student_dir), "--int8", "--onnx", "--latency_examples", "16"])}
+    assert set(rows) == {"teacher", "student", "student int8 (PyTorch dynamic)", "student ONNX (onnxruntime)"}
+    assert rows["student"]["agreement_with_student"] == 1.0
+    # measured on 300 held-out sentences of the keyword task: ONNX is the same function, int8 nearly so
+    assert rows["student ONNX (onnxruntime)"]["agreement_with_student"] >= 0.99
+    assert rows["student int8 (PyTorch dynamic)"]["agreement_with_student"] >= 0.9
+    assert rows["student"]["metric"] == "accuracy" and rows["student"]["metric_value"] > 0.8
+    for row in rows.values():
+        assert row["size_mb"] > 0 and row["latency_ms_batch1"] > 0 and row["latency_ms_batch32"] > 0
+    assert rows["student int8 (PyTorch dynamic)"]["size_mb"] < rows["student"]["size_mb"] * 1.5
+
+    # the ONNX file runs on its own in onnxruntime, any batch and length
+    session = onnxruntime.InferenceSession(str(student_dir / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["input_ids", "attention_mask", "token_type_ids"]
+    for batch, length in ((1, 5), (7, 19)):
+        ids = np.random.default_rng(0).integers(5, 45, (batch, length))
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        assert session.run(["logits"], feed)[0].shape == (batch, 2)
+
+    saved = json.loads((student_dir / "exports.json").read_text())
+    assert len(saved["rows"]) == 4 and saved["threads"] >= 1
+    card = ModelCard.load(student_dir / "README.md")
+    assert "## Deployment exports" in card.text and "student ONNX (onnxruntime)" in card.text
+    assert card.data.eval_results  # the metadata survived the re-render
+
+
+def test_export_without_validation_data_says_what_to_pass(tmp_path, student_dir):
+    (tmp_path / "config.json").write_text((student_dir / "config.json").read_text())
+    with pytest.raises(ValueError, match="no validation data: pass --validation_file"):
+        _export_main()([str(tmp_path), "--int8"])
