@@ -123,6 +123,13 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code from the hub. Off unless you ask for it."}
     )
+    allow_pickle_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "Load pickle checkpoints (pytorch_model.bin) when no safetensors exist. Only for files "
+            "you trust: unpickling can run code."
+        },
+    )
 
 
 @dataclass

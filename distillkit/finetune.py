@@ -12,6 +12,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
 
 from .config import DistillConfig, TeacherArguments
+from .resilience import save_then_move
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +28,22 @@ def _adapter_base(path: str) -> str:
         return json.load(f)["base_model_name_or_path"]
 
 
-def _check_weights(path: str, what: str) -> None:
-    """A local model directory must hold safetensors weights (pickle checkpoints are not loaded)."""
+def check_weights(path: str, what: str, allow_pickle: bool = False) -> None:
+    """A local model directory must hold safetensors weights; pickle checkpoints only with `allow_pickle`."""
     if not os.path.isdir(path):
-        return  # a hub name: from_pretrained fetches it
-    if not glob.glob(os.path.join(path, "*.safetensors")):
-        pickles = [os.path.basename(p) for p in glob.glob(os.path.join(path, "*.bin"))]
-        hint = (
-            f" It holds {pickles}: convert them once with `AutoModel.from_pretrained(dir).save_pretrained(dir)` "
-            "in a trusted environment."
-            if pickles
-            else ""
+        return  # a hub name: from_pretrained fetches it (use_safetensors refuses a pickle-only repository)
+    if glob.glob(os.path.join(path, "*.safetensors")):
+        return
+    pickles = [os.path.basename(p) for p in glob.glob(os.path.join(path, "*.bin"))]
+    if pickles and allow_pickle:
+        return
+    if pickles:
+        raise ValueError(
+            f"{what} directory {path!r} holds only pickle weights {pickles}, which distillkit does not load by "
+            "default (unpickling can run code). Convert them once to safetensors (`from_pretrained(dir)` then "
+            "`save_pretrained(dir)` where you trust the files), or pass --allow_pickle_weights."
         )
-        raise ValueError(f"{what} directory {path!r} holds no model weights (*.safetensors).{hint}")
+    raise ValueError(f"{what} directory {path!r} holds no model weights (*.safetensors); point to a saved model.")
 
 
 def has_trained_head(name_or_path: str, trust_remote_code: bool = False) -> bool:
@@ -66,6 +70,7 @@ def load_teacher(
     *,
     new_head: bool = False,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> PreTrainedModel:
     """Load the teacher as an `AutoModelForSequenceClassification`.
 
@@ -73,7 +78,8 @@ def load_teacher(
     to run). A base checkpoint, or any checkpoint with `new_head`, gets a fresh head for `label_names` (() means
     one regression output). A trained head is kept, and must have as many labels as the task.
     """
-    _check_weights(name_or_path, "teacher")
+    check_weights(name_or_path, "teacher", allow_pickle)
+    safetensors_only = not allow_pickle
     if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
         from peft import AutoPeftModelForSequenceClassification
 
@@ -87,7 +93,7 @@ def load_teacher(
         return AutoModelForSequenceClassification.from_pretrained(
             name_or_path,
             trust_remote_code=trust_remote_code,
-            use_safetensors=True,
+            use_safetensors=safetensors_only,
             num_labels=num_labels,
             id2label=dict(enumerate(label_names or ("score",))),
             label2id={n: i for i, n in enumerate(label_names or ("score",))},
@@ -95,7 +101,7 @@ def load_teacher(
             ignore_mismatched_sizes=new_head,
         )
     model = AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True
+        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=safetensors_only
     )
     if label_names is not None and model.config.num_labels != (len(label_names) or 1):
         raise ValueError(
@@ -156,9 +162,13 @@ def finetune_teacher(
     if teacher_args.teacher_lora_r:
         model = model.merge_and_unload()
     metrics = trainer.evaluate(metric_key_prefix="teacher_eval") if eval_dataset is not None else {}
-    if args.should_save:
-        model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        with open(os.path.join(output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=2)
+    if args.should_save:  # complete or absent: a resumed run reuses this teacher
+
+        def save(tmp: str) -> None:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            with open(os.path.join(tmp, "eval_results.json"), "w", encoding="utf-8") as f:
+                json.dump(metrics, f, indent=2)
+
+        save_then_move(output_dir, save)
     return model.eval(), metrics

@@ -13,6 +13,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from .resilience import atomic_write_text
+
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards", "student.md")
 CARD_INFO = "distillkit_card.json"
 RECIPE_FILE = "distillkit_recipe.yaml"
@@ -108,11 +110,10 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
 def write_card(output_dir: str, info: dict[str, Any]) -> str:
     """Write `distillkit_card.json` and the rendered `README.md` into the student directory; returns the card text."""
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, CARD_INFO), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
-    card = render_card(info)
-    card.save(os.path.join(output_dir, "README.md"))
-    return str(card)
+    card = str(render_card(info))
+    atomic_write_text(os.path.join(output_dir, CARD_INFO), json.dumps(info, indent=2))
+    atomic_write_text(os.path.join(output_dir, "README.md"), card)
+    return card
 
 
 def read_card_info(output_dir: str) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The main job, end to end: data -> teacher (fine-tuned first if needed) -> student -> distillation -> outputs."""
+"""The main job, end to end: data -> teacher (fine-tuned first if needed) -> student -> distillation -> outputs.
+
+Every check on the inputs runs before anything is written to the output directory; the first write is the run's
+recipe, just before training starts.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +25,20 @@ from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tok
 from .hub import RECIPE_FILE, push_student, write_card
 from .metrics import build_compute_metrics
 from .recipes import dump_recipe
+from .resilience import (
+    InterruptedRun,
+    NonFiniteLossError,
+    StopOnSignal,
+    atomic_write_text,
+    latest_checkpoint,
+    resolve_resume,
+)
 from .students import build_student, format_size_table, size_report, write_size_report
 from .trainer import DistillTrainer
 
 logger = logging.getLogger(__name__)
+
+_PUSH_FIELDS = ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
 
 
 @dataclass
@@ -45,12 +60,36 @@ def _columns(task: Task | None, data_args: DataArguments) -> tuple[str, str | No
     return text, pair
 
 
-def _check_pair_columns(task: Task | None, data: Any, text: str, pair: str | None) -> None:
-    columns = data["train"].column_names
+def _load_data(data_args: DataArguments) -> tuple[Task | None, Any, str, str | None]:
+    task = get_task(data_args.task) if data_args.task else None
+    text, pair = _columns(task, data_args)
+    raw = load_task_data(task, data_args.train_file, data_args.validation_file)
+    if "train" not in raw:
+        raise ValueError("--train_file is required to train a student.")
+    columns = raw["train"].column_names
     if task is not None and len(task.text_columns) == 2 and (pair is None or pair not in columns):
         raise ValueError(
             f"task {task.name!r} is a sentence-pair task but the data has no second text column {pair!r} "
             f"(columns: {columns}); name both with --text_column and --text_pair_column."
+        )
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    return task, raw, text, pair
+
+
+def _check_writable(output_dir: str) -> None:
+    """Fail before training when the output directory cannot be written, without creating anything."""
+    path = os.path.abspath(output_dir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"output directory {output_dir!r} cannot be created: {path!r} is a file. Choose another --output_dir."
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"output directory {output_dir!r} is not writable ({path!r} denies writing). Choose another --output_dir."
         )
 
 
@@ -68,7 +107,42 @@ def _build_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
         num_hidden_groups=model_args.num_hidden_groups,
         init_from_teacher=model_args.init_from_teacher,
         trust_remote_code=model_args.trust_remote_code,
+        allow_pickle=model_args.allow_pickle_weights,
     )
+
+
+def _teacher(
+    model_args: ModelArguments,
+    teacher_args: TeacherArguments,
+    task: Task | None,
+    raw: Any,
+    label_column: str | None,
+    output_dir: str,
+    resuming: bool,
+) -> tuple[Any, Any, bool, str | None]:
+    """(teacher, tokenizer, whether it still needs fine-tuning, its directory when an earlier stage made it)."""
+    trust, pickle_ok = model_args.trust_remote_code, model_args.allow_pickle_weights
+    stage_dir = os.path.join(output_dir, "teacher")
+    if resuming and os.path.isfile(os.path.join(stage_dir, "config.json")):
+        # a resumed run distills from the teacher its first part fine-tuned: fine-tuning again would change it
+        return load_teacher(stage_dir), load_tokenizer(stage_dir), False, stage_dir
+    finetune = teacher_args.finetune_teacher
+    trained = has_trained_head(model_args.teacher, trust)
+    if not trained and finetune == "never":
+        raise ValueError(
+            f"the teacher {model_args.teacher!r} has no trained classification head; let distillkit "
+            "fine-tune it first (--finetune_teacher auto) or give a fine-tuned teacher."
+        )
+    needs_stage = finetune == "always" or (finetune == "auto" and not trained)
+    label_names = task.label_names if task is not None else None
+    if task is None and needs_stage:
+        if not label_column:
+            raise ValueError("fine-tuning the teacher needs labels: give --label_column.")
+        label_names = infer_labels(raw["train"], label_column)
+    teacher = load_teacher(
+        model_args.teacher, label_names, new_head=finetune == "always", trust_remote_code=trust, allow_pickle=pickle_ok
+    )
+    return teacher, load_tokenizer(model_args.teacher, trust), needs_stage, None
 
 
 def run(
@@ -78,82 +152,50 @@ def run(
     args: DistillConfig,
     command: list[str] | None = None,
 ) -> RunResult:
-    """Run the whole job. Every check on the inputs happens before the first training step."""
+    """Run the whole job."""
+    command = command or ["python", "scripts/distill.py", *sys.argv[1:]]
     if not model_args.teacher or not model_args.student:
         raise ValueError("--teacher and --student are required (a hub name or a local directory each).")
-    task = get_task(data_args.task) if data_args.task else None
-    text_column, pair_column = _columns(task, data_args)
-
-    # data first: a missing file or column fails before any model is loaded
-    raw = load_task_data(task, data_args.train_file, data_args.validation_file)
-    if "train" not in raw:
-        raise ValueError("--train_file is required to train a student.")
-    _check_pair_columns(task, raw, text_column, pair_column)
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
-        if limit is not None and split in raw:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
-
     # the hub settings are taken out of the arguments: nothing is pushed before the run is finished and evaluated,
     # and the token is neither pickled with the arguments nor written into the recipe
-    push = {k: getattr(args, k) for k in ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")}
+    push = {k: getattr(args, k) for k in _PUSH_FIELDS}
     if push["push_to_hub"] and not push["hub_model_id"]:
         raise ValueError("--push_to_hub needs --hub_model_id NAME (the repository to create or update).")
     args.push_to_hub, args.hub_token = False, None
-    if args.should_save:
-        os.makedirs(args.output_dir, exist_ok=True)
-        dump_recipe(
-            os.path.join(args.output_dir, RECIPE_FILE),
-            model_args,
-            data_args,
-            teacher_args,
-            args,
-            header="The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml",
-        )
 
-    trust = model_args.trust_remote_code
-    finetune = teacher_args.finetune_teacher
-    trained = has_trained_head(model_args.teacher, trust)
-    needs_stage = finetune == "always" or (finetune == "auto" and not trained)
-    if not trained and finetune == "never":
-        raise ValueError(
-            f"the teacher {model_args.teacher!r} has no trained classification head; let distillkit "
-            "fine-tune it first (--finetune_teacher auto) or give a fine-tuned teacher."
-        )
-    label_names = None
-    if task is not None:
-        label_names = task.label_names
-    elif needs_stage:
-        if not data_args.label_column:
-            raise ValueError("fine-tuning the teacher needs labels: give --label_column.")
-        label_names = infer_labels(raw["train"], data_args.label_column)
-    tokenizer = load_tokenizer(model_args.teacher, trust)
-    teacher = load_teacher(model_args.teacher, label_names, new_head=finetune == "always", trust_remote_code=trust)
-    num_labels = teacher.config.num_labels
-
-    data = tokenize_dataset(
-        raw,
-        tokenizer,
-        text_column=text_column,
-        text_pair_column=pair_column,
-        label_column=data_args.label_column,
-        max_seq_length=data_args.max_seq_length,
-        label2id=teacher.config.label2id,
-        num_labels=num_labels,
+    task, raw, text_column, pair_column = _load_data(data_args)  # a bad file or column fails before any model loads
+    resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    _check_writable(args.output_dir)
+    teacher, tokenizer, needs_stage, teacher_dir = _teacher(
+        model_args, teacher_args, task, raw, data_args.label_column, args.output_dir, resume is not None
     )
+    num_labels = teacher.config.num_labels
+    data = tokenize_dataset(raw, tokenizer, text_column, pair_column, data_args.label_column,
+                            data_args.max_seq_length, teacher.config.label2id, num_labels)  # fmt: skip
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
     student = _build_student(model_args, teacher, args.seed)
-    # every check that can fail (fit, loss names, layer map, labels) runs before the first training step
-    DistillTrainer.check_setup(student, teacher.config, args, data["train"])
+    DistillTrainer.check_setup(student, teacher.config, args, data["train"])  # fit, losses, layer map, labels
 
-    result = RunResult(output_dir=args.output_dir, metrics={})
+    # ---- every input is checked: from here on the output directory is written --------------------------------
+    result = RunResult(output_dir=args.output_dir, metrics={}, teacher_dir=teacher_dir)
+    if args.should_save:
+        os.makedirs(args.output_dir, exist_ok=True)
+        header = "The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml"
+        dump_recipe(
+            os.path.join(args.output_dir, RECIPE_FILE), model_args, data_args, teacher_args, args, header=header
+        )
+    if teacher_dir and os.path.isfile(os.path.join(teacher_dir, "eval_results.json")):
+        with open(os.path.join(teacher_dir, "eval_results.json"), encoding="utf-8") as f:
+            result.teacher_metrics = json.load(f)
     if needs_stage:
         teacher, result.teacher_metrics = finetune_teacher(
             teacher, tokenizer, data["train"], data.get("validation"), args, teacher_args, compute_metrics
         )
         result.teacher_dir = os.path.join(args.output_dir, "teacher")
         logger.info("teacher stage done: %s", result.teacher_metrics)
-        if model_args.init_from_teacher:  # start the student from the fine-tuned teacher, not the base one
-            student = _build_student(model_args, teacher, args.seed)
+    if (needs_stage or teacher_dir) and model_args.init_from_teacher:
+        student = _build_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
+    stop = StopOnSignal()
     trainer = DistillTrainer(
         model=student,
         teacher=teacher,
@@ -162,8 +204,8 @@ def run(
         eval_dataset=data.get("validation"),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
+        callbacks=[stop],
     )
-
     seq_len = data_args.max_seq_length
     result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
     result.sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
@@ -171,11 +213,11 @@ def run(
     if args.should_save:
         write_size_report(args.output_dir, result.sizes)
 
-    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    train_metrics = _train(trainer, resume, stop, command)
     trainer.save_model()  # the student and its tokenizer, loadable with plain transformers
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    result.metrics = dict(train_result.metrics)
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    result.metrics = dict(train_metrics)
     if "validation" in data:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
@@ -188,8 +230,8 @@ def run(
         ).evaluate(data["validation"], metric_key_prefix="teacher_eval")
     if args.should_save:
         if result.teacher_metrics:
-            with open(os.path.join(args.output_dir, "teacher_eval_results.json"), "w", encoding="utf-8") as f:
-                json.dump(result.teacher_metrics, f, indent=2)
+            path = os.path.join(args.output_dir, "teacher_eval_results.json")
+            atomic_write_text(path, json.dumps(result.teacher_metrics, indent=2))
         latency = None
         if "validation" in raw:
             probe = raw["validation"].select(range(min(32, len(raw["validation"]))))
@@ -199,11 +241,30 @@ def run(
                 "student": model_latency_ms(trainer.model, inputs),
                 "note": threads_note(1, len(inputs)),
             }
-        info = _card_info(model_args, task, args, trainer, result, latency, command)
-        write_card(args.output_dir, info)
+        write_card(args.output_dir, _card_info(model_args, task, args, trainer, result, latency, command))
     if push["push_to_hub"]:
         push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
+
+
+def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, command: list[str]) -> dict[str, Any]:
+    """Train; turn a signal into a checkpoint plus the command that resumes, and a NaN into a clear stop."""
+    output_dir = trainer.args.output_dir
+    try:
+        metrics = trainer.train(resume_from_checkpoint=resume).metrics
+    except NonFiniteLossError as err:
+        last = latest_checkpoint(output_dir)
+        raise NonFiniteLossError(
+            f"{err} The run stopped there; the last good checkpoint is {last or 'none (none was written yet)'}."
+        ) from None
+    if stop.received is not None:
+        again = [c for i, c in enumerate(command) if c != "--resume_from_checkpoint"
+                 and (i == 0 or command[i - 1] != "--resume_from_checkpoint")]  # fmt: skip
+        raise InterruptedRun(
+            f"interrupted by {signal.Signals(stop.received).name}: checkpoint {latest_checkpoint(output_dir)} "
+            f"written. Resume with: {shlex.join([*again, '--resume_from_checkpoint', 'latest'])}"
+        )
+    return metrics
 
 
 def _teacher_license(teacher: str) -> str | None:
@@ -223,7 +284,7 @@ def _card_info(
     trainer: DistillTrainer,
     result: RunResult,
     latency: dict[str, Any] | None,
-    command: list[str] | None,
+    command: list[str],
 ) -> dict[str, Any]:
     teacher = model_args.teacher
     length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
@@ -241,7 +302,7 @@ def _card_info(
         "layer_map": args.layer_map,
         "epochs": f"{length}, batch {args.per_device_train_batch_size} per device, learning rate "
         f"{args.learning_rate:g}",
-        "command": shlex.join(command or ["python", "scripts/distill.py", *sys.argv[1:]]),
+        "command": shlex.join(command),
         "recipe": True,
         "metrics": {k: v for k, v in result.metrics.items() if k.startswith("eval_")},
         "teacher_metrics": result.teacher_metrics,

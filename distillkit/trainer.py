@@ -15,6 +15,7 @@ from .config import DistillConfig
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
 from .metrics import build_compute_metrics
+from .resilience import NonFiniteLossError, mark_complete, save_then_move
 from .teacher import Teacher, check_teacher_student
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class DistillTrainer(Trainer):
         """Combine the active registered losses: returns (weighted sum, {name: unweighted detached term})."""
         labels = inputs.get("labels")
         total = None
-        terms = {}
+        terms: dict[str, torch.Tensor] = {}
         for name, weight in self.loss_weights.items():
             spec = self.loss_specs[name]
             if spec.needs_labels and labels is None:
@@ -138,6 +139,14 @@ class DistillTrainer(Trainer):
             )
             terms[name] = value.detach()
             total = weight * value if total is None else total + weight * value
+        # one host sync per step: a NaN must stop the run at the step where it appears, not poison the checkpoints
+        if not bool(torch.isfinite(torch.stack([t.float() for t in terms.values()])).all()):
+            bad = {n: v.item() for n, v in terms.items() if not torch.isfinite(v)}
+            raise NonFiniteLossError(
+                f"loss term(s) {bad} became non-finite at step {self.state.global_step}. Likely causes: fp16 overflow "
+                "in the teacher (use --teacher_dtype bfloat16 or float32) or in the student (--bf16 instead of "
+                "--fp16), or a learning rate too high (lower --learning_rate)."
+            )
         return total, terms
 
     # ---- Trainer overrides ---------------------------------------------------------------------------------------
@@ -176,6 +185,19 @@ class DistillTrainer(Trainer):
         if params and id(params[0]) not in known:
             optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
         return optimizer
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Checkpoints are saved as usual (their completion marker is written last); the final student is written to
+        a temporary folder and moved into place, so a crash never leaves a half-written student."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call)
+        save_then_move(output_dir or self.args.output_dir, lambda tmp: super(DistillTrainer, self).save_model(tmp))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            checkpoint = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            mark_complete(checkpoint, self.state.global_step)
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)

@@ -7,7 +7,9 @@
 
 A teacher without a trained classification head (a base checkpoint) is fine-tuned on the task first. Every
 DistillConfig / TrainingArguments field is a flag (`--help` lists them); `--config` reads a YAML recipe whose fields
-the flags override.
+the flags override. `--resume_from_checkpoint latest` continues an interrupted run. Bad input exits with code 2 and
+a message that names the fix (`--debug` shows the traceback); an interruption (Ctrl-C, SIGTERM) writes a checkpoint
+and exits with 130 / 143; a NaN loss exits with 4; a failed push with 3.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import sys
 from distillkit import parse_args
 from distillkit.hub import PushError
 from distillkit.pipeline import RunResult, run
+from distillkit.resilience import InterruptedRun, NonFiniteLossError
+
+EXIT_CODES = {PushError: 3, NonFiniteLossError: 4}
 
 
 def main(argv: list[str] | None = None) -> RunResult:
@@ -28,11 +33,17 @@ def main(argv: list[str] | None = None) -> RunResult:
 
 
 if __name__ == "__main__":
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
     try:
         main()
-    except (ValueError, FileNotFoundError) as err:  # bad input: say what is wrong and how to fix it, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except PushError as err:  # the run itself succeeded: its outputs are complete on disk
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(3) from None
+    except InterruptedRun as err:
+        print(f"\n{err}", file=sys.stderr)
+        raise SystemExit(130 if "SIGINT" in str(err) else 143) from None
+    except (ValueError, OSError, PushError, NonFiniteLossError) as err:
+        if debug:
+            raise
+        # bad input or a failed step: one paragraph naming the problem and the fix, no traceback
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(EXIT_CODES.get(type(err), 2)) from None

@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from ..finetune import check_weights
 from .init import cut_teacher, init_embeddings, init_head, init_shared_layers, log_notes
 from .presets import KNOWN_SPECS, PRESETS, StudentShape, resolve_shape
 
@@ -36,17 +37,20 @@ def _head_kwargs(teacher_config: Any) -> dict[str, Any]:
     return kwargs
 
 
-def load_student(name_or_path: str, teacher: PreTrainedModel, trust_remote_code: bool = False) -> PreTrainedModel:
+def load_student(
+    name_or_path: str, teacher: PreTrainedModel, trust_remote_code: bool = False, allow_pickle: bool = False
+) -> PreTrainedModel:
     """Load a student from a hub name or a local directory.
 
     A checkpoint that already has a sequence-classification head keeps it (and must match the teacher's label count);
     a bare encoder gets a fresh head with the teacher's labels.
     """
+    check_weights(name_or_path, "student", allow_pickle)
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     kwargs = {} if has_head else _head_kwargs(teacher.config)
     return AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle, **kwargs
     )
 
 
@@ -100,6 +104,7 @@ def build_student(
     num_hidden_groups: int = 1,
     init_from_teacher: bool = True,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> PreTrainedModel:
     """Build (or load) the student named by `spec`, with the teacher's vocabulary, labels and label names.
 
@@ -140,7 +145,7 @@ def build_student(
 
     if spec not in PRESETS and spec != "custom":
         if os.path.isdir(spec) or "/" in spec or not re.fullmatch(r"[a-z_]+", spec):
-            return load_student(spec, teacher, trust_remote_code=trust_remote_code)
+            return load_student(spec, teacher, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         raise ValueError(f"unknown student preset {spec!r}; known: {KNOWN_SPECS}.")
 
     shape = resolve_shape(

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from ..resilience import atomic_write_text
+
 
 def _embedding_parameters(model: nn.Module) -> int:
     embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
@@ -85,6 +87,5 @@ def format_size_table(reports: dict[str, dict[str, Any]]) -> str:
 def write_size_report(output_dir: str, reports: dict[str, dict[str, Any]], filename: str = "size_report.json") -> str:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, filename)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(reports, f, indent=2)
+    atomic_write_text(path, json.dumps(reports, indent=2))
     return path

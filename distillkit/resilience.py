@@ -1,0 +1,144 @@
+"""Runs that survive: complete-or-absent outputs, the newest complete checkpoint, interruption by signal.
+
+A file is written under a temporary name in the same folder and renamed into place (`os.replace` is atomic on a
+POSIX file system), so a crash leaves the old file or the new one, never half of either. A checkpoint is complete
+when its marker file exists: the marker is written last, and `latest_checkpoint` ignores checkpoints without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "distillkit_complete.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the run stops at that step and keeps its last good checkpoint."""
+
+
+class InterruptedRun(RuntimeError):
+    """SIGINT / SIGTERM arrived: a checkpoint was written and the run stopped."""
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_then_move(output_dir: str, save: Callable[[str], Any], last: tuple[str, ...] = ("config.json",)) -> None:
+    """Call `save(tmp_dir)` on a fresh folder inside `output_dir`, then rename each file into `output_dir`.
+
+    If `save` fails, nothing in `output_dir` changed. Each rename is atomic; the files named in `last` (config.json,
+    which is what marks a model directory) are moved after the weights, so a loader never finds a config whose
+    weights are missing.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=output_dir, prefix=".tmp-save-")
+    try:
+        save(tmp)
+        names = sorted(os.listdir(tmp), key=lambda n: (n in last, n))
+        for name in names:
+            target = os.path.join(output_dir, name)
+            if os.path.isdir(os.path.join(tmp, name)) and os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(tmp, name), target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mark_complete(checkpoint_dir: str, step: int) -> None:
+    atomic_write_text(os.path.join(checkpoint_dir, COMPLETE_MARKER), json.dumps({"global_step": step}))
+
+
+def is_complete(checkpoint_dir: str) -> bool:
+    return os.path.isfile(os.path.join(checkpoint_dir, COMPLETE_MARKER))
+
+
+def latest_checkpoint(output_dir: str) -> str | None:
+    """The complete checkpoint with the highest step in `output_dir`, or None."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = [
+        (int(m.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (m := _CHECKPOINT.match(name)) and is_complete(os.path.join(output_dir, name))
+    ]
+    return os.path.join(output_dir, max(steps)[1]) if steps else None
+
+
+def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
+    """`--resume_from_checkpoint latest` (or true) -> the newest complete checkpoint; a path must be complete."""
+    if value in (None, False, "", "false", "False"):
+        return None
+    if value in (True, "latest", "true", "True"):
+        found = latest_checkpoint(output_dir)
+        if found is None:
+            raise ValueError(
+                f"--resume_from_checkpoint latest: {output_dir!r} holds no complete checkpoint "
+                "(checkpoint-N with its completion marker). Start afresh without the flag."
+            )
+        return found
+    if not os.path.isdir(value):
+        raise FileNotFoundError(f"checkpoint {value!r} does not exist; pass a checkpoint-N folder or 'latest'.")
+    if not is_complete(value):
+        raise ValueError(
+            f"checkpoint {value!r} is incomplete (no {COMPLETE_MARKER}: it was being written when the "
+            "run stopped); resume from an earlier one or use --resume_from_checkpoint latest."
+        )
+    return value
+
+
+class StopOnSignal(TrainerCallback):
+    """On SIGINT or SIGTERM, finish the current step, write a checkpoint, and stop training.
+
+    The handler only sets a flag: saving from inside a signal handler could interrupt a write in progress.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+        self.received: int | None = None
+        self._signals = signals
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # a second signal: give up at once
+            raise KeyboardInterrupt
+        self.received = signum
+        logger.warning("signal %d received: finishing this step, then writing a checkpoint", signum)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in self._signals:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

@@ -1,0 +1,103 @@
+"""The bad-input sweep: every case goes through the command line and must stop before training with exit code 2,
+one paragraph that names the problem and the fix, no traceback (unless --debug), and nothing in the output folder."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import rule_sentences, tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "distill.py"
+
+NO_SHAPE = {"--num_layers": None, "--hidden_size": None, "--num_heads": None}  # flags the case removes
+# (case, what the command line changes, the message it must print)
+CASES = [
+    ("temperature 0", {"--temperature": "0"}, r"temperature must be > 0 \(got 0.0\)"),
+    ("alpha 1.5", {"--alpha": "1.5"}, r"alpha must be in \[0, 1\] \(got 1.5\)"),
+    ("layer map out of range", {"--hidden_weight": "1", "--layer_map": "1:9"}, r"layer_map pair 1:9 is out of range"),
+    ("label count mismatch", {"--student": "{three_labels}"}, r"different label counts .* num_labels=2"),
+    ("vocabulary mismatch", {"--student": "{other_vocab}"}, r"vocabularies differ .* vocab_size=45"),
+    ("missing column", {"--text_column": "text"}, r"column\(s\) \['text'\] not found in the train data"),
+    ("missing file", {"--train_file": "{tmp}/nope.tsv"}, r"train file '.*nope.tsv' does not exist"),
+    ("empty file", {"--train_file": "{empty}"}, r"is empty; give a file with a header"),
+    ("header without rows", {"--train_file": "{header_only}"}, r"has a header but no rows"),
+    ("unknown task", {"--task": "sst3"}, r"unknown task 'sst3'; known tasks: cola, sst2"),
+    ("unknown preset", {"--student": "huge"}, r"unknown student preset 'huge'; known: tiny, mini, small, medium"),
+    ("embedding size above width", {"--embedding_size": "64"}, r"embedding_size=64 must be between 1 and hidden"),
+    ("heads not dividing the width", {"--num_heads": "3"}, r"num_heads=3 does not divide hidden_size=16"),
+    (
+        "teacher:K too deep",
+        {"--student": "teacher:9", **NO_SHAPE},
+        r"teacher:9 asks for more layers than the teacher has \(2\)",
+    ),
+    ("unwritable output directory", {"--output_dir": "{train}/out"}, r"cannot be created: .* is a file"),
+    ("pickle-only teacher", {"--teacher": "{pickled}"}, r"holds only pickle weights .* --allow_pickle_weights"),
+    ("labels outside the label set", {"--train_file": "{bad_labels}"}, r"label 7 is outside the teacher's label set"),
+    ("pair task, one text column", {"--task": "mrpc"}, r"task 'mrpc' is a sentence-pair task"),
+    ("unknown recipe field", {"--config": "{bad_recipe}"}, r"unknown field\(s\) \['temprature'\]"),
+    ("missing recipe", {"--config": "{tmp}/none.yaml"}, r"recipe '.*none.yaml' does not exist"),
+    ("resume without a checkpoint", {"--resume_from_checkpoint": "latest"}, r"holds no complete checkpoint"),
+    ("push without a repository", {"--push_to_hub": "true"}, r"--push_to_hub needs --hub_model_id"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, trained_teacher_dir):
+    tmp = tmp_path_factory.mktemp("bad")
+    texts, labels = rule_sentences(64, 0)
+    train = tmp / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    (tmp / "empty.tsv").write_text("")
+    (tmp / "header.tsv").write_text("sentence\tlabel\n")
+    (tmp / "labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t7\n")
+    (tmp / "bad.yaml").write_text("teacher: x\ntemprature: 2\n")
+    tiny_bert(layers=1, hidden=16, num_labels=3).save_pretrained(tmp / "three_labels")
+    tiny_bert(layers=1, hidden=16, vocab_size=99).save_pretrained(tmp / "other_vocab")
+    pickled = tmp / "pickled"
+    pickled.mkdir()
+    teacher = tiny_bert()
+    teacher.config.save_pretrained(pickled)
+    torch.save(teacher.state_dict(), pickled / "pytorch_model.bin")
+    return {
+        "tmp": tmp, "train": train, "empty": tmp / "empty.tsv", "header_only": tmp / "header.tsv",
+        "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",
+        "other_vocab": tmp / "other_vocab", "pickled": pickled, "teacher": trained_teacher_dir,
+    }  # fmt: skip
+
+
+def _command(inputs, change, out, debug=False):
+    flags = {
+        "--teacher": str(inputs["teacher"]), "--student": "custom", "--num_layers": "1", "--hidden_size": "16",
+        "--num_heads": "2", "--train_file": str(inputs["train"]), "--output_dir": str(out), "--max_steps": "2",
+        "--report_to": "none",
+    }  # fmt: skip
+    flags.update({k: v.format(**inputs) for k, v in change.items() if v is not None})
+    flags = {k: v for k, v in flags.items() if change.get(k, "") is not None}
+    args = [x for kv in flags.items() for x in kv]
+    return [sys.executable, str(SCRIPT), *args, *(["--debug"] if debug else [])]
+
+
+@pytest.mark.parametrize("case,change,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_cleanly(tmp_path, inputs, case, change, message):
+    out = tmp_path / "out"
+    result = subprocess.run(_command(inputs, change, out), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, (case, result.returncode, result.stderr[-2000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-2000:]  # one paragraph
+    assert __import__("re").search(message, errors[0]), errors[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+def test_debug_shows_the_traceback(tmp_path, inputs):
+    result = subprocess.run(_command(inputs, {"--alpha": "1.5"}, tmp_path / "out", debug=True), capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" in result.stderr and "alpha must be in [0, 1]" in result.stderr
+
+
+def test_the_sweep_covers_enough_cases():
+    assert len(CASES) >= 15
