@@ -123,6 +123,10 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code from the hub. Off unless you ask for it."}
     )
+    teacher_name: str | None = field(
+        default=None,
+        metadata={"help": "How the model card names the teacher (its hub id) when --teacher is a local copy."},
+    )
     allow_pickle_weights: bool = field(
         default=False,
         metadata={
@@ -167,6 +171,9 @@ class DataArguments:
             "help": "A GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli): its columns, labels "
             "and metric; its data from the hub unless --train_file is given."
         },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "How the model card names the data, when it is not a GLUE task."}
     )
     train_file: str | None = field(default=None, metadata={"help": "Training data: a .csv, .tsv or .json(l) file."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})

@@ -52,7 +52,7 @@ def card_data(info: dict[str, Any]) -> ModelCardData:
         EvalResult(
             task_type="text-classification",
             dataset_type=dataset or "custom",
-            dataset_name=f"GLUE {task.upper()}" if task else "custom data",
+            dataset_name=f"GLUE {task.upper()}" if task else info.get("dataset_name") or "custom data",
             dataset_config=task,
             dataset_split="validation",
             metric_type=row["metric"],
@@ -83,7 +83,7 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         name=info["name"],
         repo_id=info.get("repo_id") or info["name"],
         teacher=info["teacher"],
-        task=info.get("task"),
+        dataset=info.get("dataset_name") or (f"GLUE {info['task'].upper()}" if info.get("task") else None),
         student=student,
         teacher_size=teacher,
         sharing=f"ALBERT-style, {student['layer_groups']} group(s) of shared weights" if shared else "none",

@@ -241,7 +241,8 @@ def run(
                 "student": model_latency_ms(trainer.model, inputs),
                 "note": threads_note(1, len(inputs)),
             }
-        write_card(args.output_dir, _card_info(model_args, task, args, trainer, result, latency, command))
+        info = _card_info(model_args, task, args, trainer, result, latency, command, data_args.dataset_name)
+        write_card(args.output_dir, info)
     if push["push_to_hub"]:
         push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
@@ -285,16 +286,18 @@ def _card_info(
     result: RunResult,
     latency: dict[str, Any] | None,
     command: list[str],
+    dataset_name: str | None = None,
 ) -> dict[str, Any]:
-    teacher = model_args.teacher
+    teacher = model_args.teacher_name or model_args.teacher
     length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
     return {
         "name": os.path.basename(os.path.normpath(args.output_dir)),
         "repo_id": args.hub_model_id,
         "teacher": teacher,
         "base_model": None if os.path.isdir(teacher) else teacher,
-        "license": _teacher_license(teacher),
+        "license": _teacher_license(model_args.teacher),
         "task": task.name if task else None,
+        "dataset_name": dataset_name,
         "sizes": result.sizes,
         "latency": latency,
         "loss_weights": trainer.loss_weights,
