@@ -166,6 +166,7 @@ def run(
     task, raw, text_column, pair_column = _load_data(data_args)  # a bad file or column fails before any model loads
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     _check_writable(args.output_dir)
+    set_seed(args.seed)  # a base teacher gets a freshly initialised head: seeded, so that runs repeat
     teacher, tokenizer, needs_stage, teacher_dir = _teacher(
         model_args, teacher_args, task, raw, data_args.label_column, args.output_dir, resume is not None
     )

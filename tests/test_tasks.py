@@ -216,3 +216,19 @@ def test_sst2_from_the_shared_folder_matches_its_readme(tokenizer):
     assert (dev_labels.count(0), dev_labels.count(1)) == (428, 444)
     tokenized = tokenize_dataset(data["validation"], tokenizer, label2id=dict(zip(("negative", "positive"), (0, 1))))
     assert len(tokenized) == 872 and os.path.basename(str(SST2)) == "sst2"
+
+
+def test_the_teacher_stage_repeats_with_the_same_seed(tmp_path, base_teacher_dir):
+    # the base teacher's new head is initialised from the seeded generator, so two runs give the same teacher
+    texts, labels = rule_sentences(128, 9)
+    train = _write(tmp_path / "train.tsv", ["sentence", "label"], zip(texts, labels))
+    teachers = []
+    for seed, name in ((1, "one"), (2, "two")):
+        torch.manual_seed(seed)  # whatever state the global generator is in before the run
+        flags = _flags(base_teacher_dir, tmp_path / name, "--train_file", str(train), "--max_steps", "2")
+        _run(flags + ["--teacher_max_steps", "3"])
+        with safe_open(str(tmp_path / name / "teacher" / "model.safetensors"), framework="pt") as f:
+            teachers.append({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118 (a safetensors handle)
+    assert teachers[0].keys() == teachers[1].keys()
+    for key in teachers[0]:
+        assert torch.equal(teachers[0][key], teachers[1][key]), key
