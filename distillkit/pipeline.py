@@ -264,7 +264,8 @@ def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, comm
                  and (i == 0 or command[i - 1] != "--resume_from_checkpoint")]  # fmt: skip
         raise InterruptedRun(
             f"interrupted by {signal.Signals(stop.received).name}: checkpoint {latest_checkpoint(output_dir)} "
-            f"written. Resume with: {shlex.join([*again, '--resume_from_checkpoint', 'latest'])}"
+            f"written. Resume with: {shlex.join([*again, '--resume_from_checkpoint', 'latest'])}",
+            stop.received,
         )
     return metrics
 

@@ -31,7 +31,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 class InterruptedRun(RuntimeError):
-    """SIGINT / SIGTERM arrived: a checkpoint was written and the run stopped."""
+    """SIGINT / SIGTERM arrived: a checkpoint was written and the run stopped. Exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 def atomic_write_text(path: str, text: str) -> None:

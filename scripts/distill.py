@@ -18,11 +18,8 @@ import logging
 import sys
 
 from distillkit import parse_args
-from distillkit.hub import PushError
+from distillkit.cli import run_cli
 from distillkit.pipeline import RunResult, run
-from distillkit.resilience import InterruptedRun, NonFiniteLossError
-
-EXIT_CODES = {PushError: 3, NonFiniteLossError: 4}
 
 
 def main(argv: list[str] | None = None) -> RunResult:
@@ -33,17 +30,4 @@ def main(argv: list[str] | None = None) -> RunResult:
 
 
 if __name__ == "__main__":
-    debug = "--debug" in sys.argv
-    if debug:
-        sys.argv.remove("--debug")
-    try:
-        main()
-    except InterruptedRun as err:
-        print(f"\n{err}", file=sys.stderr)
-        raise SystemExit(130 if "SIGINT" in str(err) else 143) from None
-    except (ValueError, OSError, PushError, NonFiniteLossError) as err:
-        if debug:
-            raise
-        # bad input or a failed step: one paragraph naming the problem and the fix, no traceback
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        raise SystemExit(EXIT_CODES.get(type(err), 2)) from None
+    run_cli(main)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
 
 from distillkit.benchmark import dir_size_mb, latency_ms
+from distillkit.cli import run_cli, text_table
 from distillkit.data import get_task, load_task_data, tokenize_dataset
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
@@ -124,12 +124,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row["metric_display"] = f"{row['metric_value']:.4f} (agrees with the student on {agreement:.1f}%)"
 
     header = ("variant", "size MB", "ms/ex b=1", "ms/ex b=32", rows[0]["metric"], "agreement")
-    table = [header] + [(r["name"], f"{r['size_mb']:.2f}", f"{r['latency_ms_batch1']:.2f}",
-                         f"{r['latency_ms_batch32']:.2f}", f"{r['metric_value']:.4f}",
-                         f"{100 * r['agreement_with_student']:.1f}%") for r in rows]  # fmt: skip
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(text_table(header, [(r["name"], f"{r['size_mb']:.2f}", f"{r['latency_ms_batch1']:.2f}",
+                               f"{r['latency_ms_batch32']:.2f}", f"{r['metric_value']:.4f}",
+                               f"{100 * r['agreement_with_student']:.1f}%") for r in rows]))  # fmt: skip
     note = (f"Measured by `python scripts/export.py` on {len(labels)} validation examples; latency is the median of "
             f"repeated runs after a warm-up on {torch.get_num_threads()} CPU threads.")  # fmt: skip
     print(note)
@@ -142,8 +139,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_cli(main)

@@ -10,9 +10,9 @@ fine-tuned teacher and pickled files stay local.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from distillkit.hub import PushError, push_student
+from distillkit.cli import run_cli
+from distillkit.hub import push_student
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -28,8 +28,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (PushError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(3) from None
+    run_cli(main)

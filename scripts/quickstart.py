@@ -18,15 +18,14 @@ import json
 import logging
 import os
 import random
-import statistics
-import sys
 import time
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distillkit import parse_args
+from distillkit.benchmark import batches, model_latency_ms, threads_note
+from distillkit.cli import run_cli, text_table
 from distillkit.pipeline import run
 from distillkit.students import size_report
 
@@ -76,22 +75,6 @@ def prepare_bbc(out_dir: Path, seed: int = 0, validation_fraction: float = 0.2) 
     return {name: len(rows) for name, rows in splits.items()}
 
 
-@torch.no_grad()
-def latency_ms(model_dir: str, texts: list[str], max_length: int) -> float:
-    """Median milliseconds per example, batch size 1, on this machine's CPU threads, after a warm-up."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    inputs = [tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt") for t in texts]
-    for x in inputs[:5]:
-        model(**x)
-    times = []
-    for x in inputs:
-        start = time.perf_counter()
-        model(**x)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/quickstart")
@@ -123,27 +106,16 @@ def main() -> None:
         ("teacher (MiniLM-L6, fine-tuned)", result.teacher_dir, result.teacher_metrics.get("teacher_eval_accuracy")),
         ("student (distilled)", result.output_dir, result.metrics.get("eval_accuracy")),
     ):
-        report = size_report(AutoModelForSequenceClassification.from_pretrained(directory), data_args.max_seq_length)
-        rows.append(
-            (name, f"{report['parameters']:,}", f"{report['size_fp32_mb']:.1f}", f"{accuracy:.4f}",
-             f"{latency_ms(directory, texts, data_args.max_seq_length):.1f}")
-        )  # fmt: skip
-    header = ("model", "parameters", "fp32 MB", "accuracy", "CPU ms/example")
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    print()
-    for row in (header, *rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-    print(
-        f"\nlatency: batch size 1, max {data_args.max_seq_length} tokens, median of {len(texts)} validation "
-        f"articles, {torch.get_num_threads()} CPU threads"
-    )
+        model = AutoModelForSequenceClassification.from_pretrained(directory)
+        report = size_report(model, data_args.max_seq_length)
+        inputs = batches(AutoTokenizer.from_pretrained(directory), texts, 1, data_args.max_seq_length)
+        rows.append((name, f"{report['parameters']:,}", f"{report['size_fp32_mb']:.1f}", f"{accuracy:.4f}",
+                     f"{model_latency_ms(model, inputs):.1f}"))  # fmt: skip
+    print("\n" + text_table(("model", "parameters", "fp32 MB", "accuracy", "CPU ms/example"), rows))
+    print(f"\nlatency: {threads_note(1, len(texts))}, at most {data_args.max_seq_length} tokens")
     print(f"student and its model card: {result.output_dir} (README.md); fine-tuned teacher: {result.teacher_dir}")
     print(f"total time: {(time.time() - started) / 60:.1f} minutes")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_cli(main)

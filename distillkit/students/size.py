@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from ..cli import text_table
 from ..resilience import atomic_write_text
 
 
@@ -80,8 +81,7 @@ def format_size_table(reports: dict[str, dict[str, Any]]) -> str:
                 f"{first['flops_per_token'] / r['flops_per_token']:.1f}",
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return text_table(rows[0], rows[1:], align="right")
 
 
 def write_size_report(output_dir: str, reports: dict[str, dict[str, Any]], filename: str = "size_report.json") -> str:
