@@ -244,7 +244,7 @@ def run(
             }
         info = _card_info(model_args, task, args, trainer, result, latency, command, data_args.dataset_name)
         write_card(args.output_dir, info)
-    if push["push_to_hub"]:
+    if push["push_to_hub"] and args.should_save:  # the main process pushes, once
         push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
 

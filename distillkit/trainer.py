@@ -168,6 +168,17 @@ class DistillTrainer(Trainer):
             return loss, {"loss": loss, "logits": student_outputs.logits}
         return loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The projections live outside the DDP-wrapped student, so DDP does not average their gradients: do it here,
+        # once per optimizer step (gradients accumulate locally over the accumulation micro-steps in between).
+        if self.accelerator.num_processes > 1 and self.accelerator.sync_gradients and len(self.distill_modules):
+            grads = [p.grad for p in self.distill_modules.parameters() if p.grad is not None]
+            for grad in grads:
+                torch.distributed.all_reduce(grad)
+                grad.div_(self.accelerator.num_processes)
+        return loss
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._term_steps:  # a training log: add each term's mean since the last one
             names = list(self._term_sums)

@@ -100,7 +100,8 @@ def test_script_reports_bad_input_without_a_traceback(tmp_path, trained_teacher_
     assert "error: train file" in result.stderr and "Traceback" not in result.stderr
 
 
-RECIPES = sorted((ROOT / "recipes").glob("**/*.yaml"))
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))  # distillation recipes; recipes/accelerate holds launch configs
+ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
 
 
 def test_there_are_recipes():
@@ -120,3 +121,19 @@ def test_every_recipe_loads(recipe):
     assert header.startswith("#") and "scripts/distill.py" in recipe.read_text().split("\n\n")[0]
     assert yaml.safe_load(recipe.read_text()) == values
     assert os.path.basename(str(recipe)) in recipe.read_text()  # the command names this recipe
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_every_accelerate_config_loads_and_names_its_command(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cluster = load_config_from_file(str(config))  # what `accelerate launch --config_file` reads
+    assert cluster.distributed_type is not None and cluster.mixed_precision == "bf16"
+    command = next(line for line in config.read_text().splitlines() if "accelerate launch" in line)
+    assert f"--config_file recipes/accelerate/{config.name}" in command and "scripts/distill.py" in command
+
+
+def test_there_are_accelerate_configs():
+    assert {p.name for p in ACCELERATE_CONFIGS} >= {
+        "single_gpu.yaml", "multi_gpu_ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml"
+    }  # fmt: skip
