@@ -57,16 +57,20 @@ def recipe_values(*configs: Any) -> dict[str, Any]:
     """
     values: dict[str, Any] = {}
     for config in configs:
-        default = type(config)()
+        # the fields' declared defaults, not a fresh instance: building a TrainingArguments resets accelerate's
+        # process state, which under DDP would detach this process from its group
         for f in dataclasses.fields(config):
             if not f.init or f.name.endswith("_token"):
                 continue
             value = getattr(config, f.name)
-            if value == getattr(default, f.name):
-                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = getattr(value, "value", value)  # enums -> their string
+            if value == getattr(default, "value", default):
+                continue
+            if not value and default in (None, "none", False, "", ()):
+                continue  # `__post_init__` turned an unset default into its empty form (None -> [], False)
             if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
-                value = str(value)
+                continue  # objects `__post_init__` built from defaults (accelerator_config): not recipe values
             values[f.name] = value
     return values
 

@@ -1,3 +1,6 @@
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -5,9 +8,51 @@ import torch
 
 from distillkit import DistillConfig, DistillTrainer
 
-from .conftest import rule_dataset, tiny_bert
+from .conftest import rule_dataset, rule_sentences, tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flags(teacher_dir, train, out, batch):
+    return [
+        "--teacher", str(teacher_dir), "--student", "custom", "--num_layers", "1", "--hidden_size", "16",
+        "--num_heads", "2", "--train_file", str(train), "--output_dir", str(out), "--max_steps", "4",
+        "--per_device_train_batch_size", str(batch), "--learning_rate", "1e-3", "--hidden_weight", "1",
+        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+        "--seed", "5", "--use_cpu", "true",
+    ]  # fmt: skip
+
+
+def test_two_cpu_processes_train_like_one_with_the_same_global_batch(tmp_path, trained_teacher_dir):
+    texts, labels = rule_sentences(64, 4)
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    # `accelerate launch --cpu` starts a single process unless MPI is set up; the torchrun launcher behind
+    # --multi_gpu starts two, and --use_cpu makes them join a gloo group (MULTI_CPU) instead of looking for GPUs
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    script = str(ROOT / "scripts" / "distill.py")
+    ddp = subprocess.run([*launcher, script, *_flags(trained_teacher_dir, train, tmp_path / "ddp", 8)],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = subprocess.run([sys.executable, script, *_flags(trained_teacher_dir, train, tmp_path / "one", 16)],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-4000:]
+
+    def history(name):
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        return [e for e in state["log_history"] if "loss_kd" in e], state
+
+    ddp_logs, ddp_state = history("ddp")
+    one_logs, _ = history("one")
+    # both processes consumed data: 4 steps x 2 processes x 8 = the 64 rows, one epoch
+    assert ddp_state["train_batch_size"] == 8 and ddp_logs[-1]["epoch"] == pytest.approx(1.0)
+    # the first step sees the same 16 examples and the same initial weights: the same loss, up to dropout noise
+    assert ddp_logs[0]["loss"] == pytest.approx(one_logs[0]["loss"], rel=0.05)
+    assert ddp_logs[0]["loss_kd"] == pytest.approx(one_logs[0]["loss_kd"], rel=0.05)
+    # the student was written once, whole, by the main process
+    out = tmp_path / "ddp"
+    assert (out / "model.safetensors").is_file() and not list(out.glob(".tmp-*"))
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, tokenizer, trained_teacher):
