@@ -1,6 +1,6 @@
 """distillkit: knowledge distillation for Hugging Face Transformers."""
 
-from .config import DataArguments, DistillConfig, ModelArguments
+from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import load_files, tokenize_dataset
 from .losses import (
     attention_loss,
@@ -24,6 +24,7 @@ __all__ = [
     "DistillTrainer",
     "ModelArguments",
     "Teacher",
+    "TeacherArguments",
     "attention_loss",
     "build_layer_map",
     "build_student",
