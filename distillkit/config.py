@@ -47,6 +47,13 @@ class DistillConfig(TrainingArguments):
         default_factory=list,
         metadata={"help": "Registered losses to add, as 'name' or 'name:weight' (weight 1 when omitted)."},
     )
+    teacher_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder for the teacher's logits over the training set, computed once and reused by later "
+            "epochs and runs (offline distillation; logit losses only)."
+        },
+    )
     teacher_dtype: str | None = field(
         default=None,
         metadata={"help": f"Run the frozen teacher in this dtype, one of {TEACHER_DTYPES}; default: as loaded."},

@@ -177,14 +177,8 @@ def run(
     student = _build_student(model_args, teacher, args.seed)
     DistillTrainer.check_setup(student, teacher.config, args, data["train"])  # fit, losses, layer map, labels
 
-    # ---- every input is checked: from here on the output directory is written --------------------------------
+    # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here ----
     result = RunResult(output_dir=args.output_dir, metrics={}, teacher_dir=teacher_dir)
-    if args.should_save:
-        os.makedirs(args.output_dir, exist_ok=True)
-        header = "The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml"
-        dump_recipe(
-            os.path.join(args.output_dir, RECIPE_FILE), model_args, data_args, teacher_args, args, header=header
-        )
     if teacher_dir and os.path.isfile(os.path.join(teacher_dir, "eval_results.json")):
         with open(os.path.join(teacher_dir, "eval_results.json"), encoding="utf-8") as f:
             result.teacher_metrics = json.load(f)
@@ -211,7 +205,12 @@ def run(
     result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
     result.sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
     logger.info("model sizes (FLOPs per token at sequence length %d):\n%s", seq_len, format_size_table(result.sizes))
-    if args.should_save:
+    if args.should_save:  # the teacher cache was checked as the trainer was built: write the run down
+        os.makedirs(args.output_dir, exist_ok=True)
+        header = "The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml"
+        dump_recipe(
+            os.path.join(args.output_dir, RECIPE_FILE), model_args, data_args, teacher_args, args, header=header
+        )
         write_size_report(args.output_dir, result.sizes)
 
     train_metrics = _train(trainer, resume, stop, command)

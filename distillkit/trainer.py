@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .cache import INDEX_COLUMN, load_or_build
 from .config import DistillConfig
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
@@ -83,6 +85,14 @@ class DistillTrainer(Trainer):
             if spec.build_module is not None
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
+        self._cached_logits = None
+        if args.teacher_cache and self.train_dataset is not None:
+            with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
+                self._cached_logits = load_or_build(
+                    args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
+                    self.data_collator, batch_size=args.per_device_eval_batch_size,
+                )  # fmt: skip
+            self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_steps = 0
         logger.info("distillation losses %s, layer map %s", self.loss_weights, self.layer_map)
@@ -97,6 +107,12 @@ class DistillTrainer(Trainer):
         weights = args.loss_weights()
         specs = {name: get_loss(name) for name in weights}
         layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
+        if args.teacher_cache and any(s.needs_hidden_states or s.needs_attentions for s in specs.values()):
+            needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions]
+            raise ValueError(
+                f"--teacher_cache holds the teacher's logits only, but the losses {needing} need its hidden states "
+                "or attention maps; turn those losses off or train without the cache."
+            )
         needs_labels = [name for name, spec in specs.items() if spec.needs_labels]
         columns = getattr(train_dataset, "column_names", None)
         if needs_labels and columns is not None and not any(c in columns for c in _LABEL_COLUMNS):
@@ -110,7 +126,11 @@ class DistillTrainer(Trainer):
     # ---- the hooks -----------------------------------------------------------------------------------------------
 
     def teacher_forward(self, inputs: dict[str, Any]) -> Any:
-        """Run the frozen teacher on the batch; returns its outputs (logits, and states / maps if a loss needs them)."""
+        """Run the frozen teacher on the batch; returns its outputs (logits, and states / maps if a loss needs them).
+        Training batches read the logits from the teacher cache when there is one."""
+        index = inputs.get(INDEX_COLUMN)
+        if index is not None and self._cached_logits is not None:
+            return SequenceClassifierOutput(logits=self._cached_logits[index.cpu()].to(self.args.device))
         return self.teacher(inputs)
 
     def compute_distill_loss(
@@ -153,7 +173,7 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # the student computes no loss of its own: labels are only for the registered losses
-        student_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        student_inputs = {k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN)}
         student_outputs = model(
             **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
         )
@@ -188,6 +208,11 @@ class DistillTrainer(Trainer):
                 logs[f"loss_{name}"] = round(value, 6)
             self._term_sums, self._term_steps = {}, 0
         super().log(logs, start_time)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if self._cached_logits is not None and INDEX_COLUMN not in self._signature_columns:
+            self._signature_columns.append(INDEX_COLUMN)  # keep the row index: it finds each example's logits
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)

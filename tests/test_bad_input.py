@@ -42,6 +42,7 @@ CASES = [
     ("missing recipe", {"--config": "{tmp}/none.yaml"}, r"recipe '.*none.yaml' does not exist"),
     ("resume without a checkpoint", {"--resume_from_checkpoint": "latest"}, r"holds no complete checkpoint"),
     ("push without a repository", {"--push_to_hub": "true"}, r"--push_to_hub needs --hub_model_id"),
+    ("a cache of other data", {"--teacher_cache": "{foreign_cache}"}, r"teacher cache in .* was computed for another"),
 ]
 
 
@@ -55,6 +56,8 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "header.tsv").write_text("sentence\tlabel\n")
     (tmp / "labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t7\n")
     (tmp / "bad.yaml").write_text("teacher: x\ntemprature: 2\n")
+    (tmp / "foreign_cache").mkdir()
+    (tmp / "foreign_cache" / "manifest.json").write_text('{"dataset_fingerprint": "other", "num_rows": 3}')
     tiny_bert(layers=1, hidden=16, num_labels=3).save_pretrained(tmp / "three_labels")
     tiny_bert(layers=1, hidden=16, vocab_size=99).save_pretrained(tmp / "other_vocab")
     pickled = tmp / "pickled"
@@ -66,6 +69,7 @@ def inputs(tmp_path_factory, trained_teacher_dir):
         "tmp": tmp, "train": train, "empty": tmp / "empty.tsv", "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",
         "other_vocab": tmp / "other_vocab", "pickled": pickled, "teacher": trained_teacher_dir,
+        "foreign_cache": tmp / "foreign_cache",
     }  # fmt: skip
 
 
