@@ -37,6 +37,8 @@ def teacher_digest(model: torch.nn.Module) -> str:
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
+    if tokenizer is None:  # batches tokenized outside the trainer: the dataset fingerprint covers the ids
+        return "none"
     vocab = sorted(tokenizer.get_vocab().items())
     return hashlib.sha256(json.dumps([type(tokenizer).__name__, vocab]).encode()).hexdigest()
 
