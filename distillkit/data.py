@@ -55,6 +55,15 @@ def get_task(name: str) -> Task:
     return GLUE_TASKS[key]
 
 
+def resolve_columns(task: Task | None, text_column: str | None, text_pair_column: str | None) -> tuple[str, str | None]:
+    """The text column(s) to read: the ones given, else the task's, else 'sentence' alone."""
+    text = text_column or (task.text_columns[0] if task else "sentence")
+    pair = text_pair_column
+    if pair is None and task is not None and len(task.text_columns) == 2:
+        pair = task.text_columns[1]
+    return text, pair
+
+
 # extension -> (datasets builder, delimiter)
 _FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
 

@@ -20,7 +20,7 @@ from transformers import Trainer, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
-from .data import Task, get_task, infer_labels, load_task_data, tokenize_dataset
+from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, tokenize_dataset
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from .hub import RECIPE_FILE, push_student, write_card
 from .metrics import build_compute_metrics
@@ -52,17 +52,9 @@ class RunResult:
     sizes: dict[str, Any] = field(default_factory=dict)
 
 
-def _columns(task: Task | None, data_args: DataArguments) -> tuple[str, str | None]:
-    text = data_args.text_column or (task.text_columns[0] if task else "sentence")
-    pair = data_args.text_pair_column
-    if pair is None and task is not None and len(task.text_columns) == 2:
-        pair = task.text_columns[1]
-    return text, pair
-
-
 def _load_data(data_args: DataArguments) -> tuple[Task | None, Any, str, str | None]:
     task = get_task(data_args.task) if data_args.task else None
-    text, pair = _columns(task, data_args)
+    text, pair = resolve_columns(task, data_args.text_column, data_args.text_pair_column)
     raw = load_task_data(task, data_args.train_file, data_args.validation_file)
     if "train" not in raw:
         raise ValueError("--train_file is required to train a student.")

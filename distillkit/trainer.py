@@ -107,8 +107,8 @@ class DistillTrainer(Trainer):
         weights = args.loss_weights()
         specs = {name: get_loss(name) for name in weights}
         layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
-        if args.teacher_cache and any(s.needs_hidden_states or s.needs_attentions for s in specs.values()):
-            needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions]
+        needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions]
+        if args.teacher_cache and needing:
             raise ValueError(
                 f"--teacher_cache holds the teacher's logits only, but the losses {needing} need its hidden states "
                 "or attention maps; turn those losses off or train without the cache."

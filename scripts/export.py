@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from distillkit.benchmark import dir_size_mb, latency_ms
 from distillkit.cli import run_cli, text_table
-from distillkit.data import get_task, load_task_data, tokenize_dataset
+from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_dataset
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
 from distillkit.metrics import build_compute_metrics
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "no validation data: pass --validation_file (or --task), or export a directory whose "
             f"{RECIPE_FILE} names them."
         )
-    text = setting["text_column"] or (task.text_columns[0] if task else "sentence")
-    pair = setting["text_pair_column"] or (task.text_columns[1] if task and len(task.text_columns) == 2 else None)
+    text, pair = resolve_columns(task, setting["text_column"], setting["text_pair_column"])
     max_len = setting["max_seq_length"] or 128
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
