@@ -159,6 +159,16 @@ def _label_converter(label2id: dict[str, int], num_labels: int) -> Any:
     return convert
 
 
+TEACHER_PREFIX = "teacher_"  # columns of the teacher's own tokenization (cross-tokenizer distillation)
+
+
+def same_tokenizer(a: Any, b: Any) -> bool:
+    """Whether two tokenizers map text to the same ids (same vocabulary and special tokens)."""
+    if a is b:
+        return True
+    return a.get_vocab() == b.get_vocab() and a.all_special_ids == b.all_special_ids
+
+
 def tokenize_dataset(
     dataset: Dataset | DatasetDict,
     tokenizer: Any,
@@ -168,6 +178,7 @@ def tokenize_dataset(
     max_seq_length: int = 128,
     label2id: dict[str, int] | None = None,
     num_labels: int | None = None,
+    teacher_tokenizer: Any = None,
 ) -> Dataset | DatasetDict:
     """Tokenize the text column(s) (batched, truncated, unpadded: the collator pads each batch; `datasets` caches the
     result for files it read) and name the label column `labels`; every other column is dropped.
@@ -175,6 +186,10 @@ def tokenize_dataset(
     Labels are mapped through `label2id` (the teacher's label names; numbers are taken as ids) and must lie in the
     teacher's label set (`num_labels`; 1 = regression, float targets). A split without the label column (a GLUE test
     split) is tokenized without labels; a missing text column is an error.
+
+    Cross-tokenizer distillation: with a `teacher_tokenizer` the text is tokenized twice, once by each tokenizer; the
+    teacher's encoding goes into `teacher_input_ids`, `teacher_attention_mask`, ... of the same row (see
+    `TEACHER_PREFIX` and `DistillCollator`).
     """
     splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
     for name, split in splits.items():
@@ -194,6 +209,9 @@ def tokenize_dataset(
         texts = [str(t) for t in batch[text_column]]
         pairs = [str(t) for t in batch[text_pair_column]] if text_pair_column else None
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length)
+        if teacher_tokenizer is not None:
+            for key, value in teacher_tokenizer(texts, pairs, truncation=True, max_length=max_seq_length).items():
+                encoded[TEACHER_PREFIX + key] = value
         if label_column:
             encoded["labels"] = [convert(v) for v in batch[label_column]]
         return encoded

@@ -20,7 +20,7 @@ from transformers import Trainer, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
-from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, tokenize_dataset
+from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from .hub import RECIPE_FILE, push_student, write_card
 from .metrics import build_compute_metrics
@@ -34,6 +34,7 @@ from .resilience import (
     resolve_resume,
 )
 from .students import build_student, format_size_table, size_report, write_size_report
+from .students.presets import KNOWN_SPECS
 from .trainer import DistillTrainer
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _check_writable(output_dir: str) -> None:
         )
 
 
-def _build_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
+def make_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
     set_seed(seed)  # the student's random initialisation is part of the run
     return build_student(
         model_args.student,
@@ -101,6 +102,25 @@ def _build_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
         trust_remote_code=model_args.trust_remote_code,
         allow_pickle=model_args.allow_pickle_weights,
     )
+
+
+def pick_student_tokenizer(model_args: ModelArguments, teacher_tokenizer: Any) -> Any:
+    """The teacher's tokenizer, unless the student is a pretrained model with a tokenizer of its own that maps text
+    to other ids: then cross-tokenizer distillation (each model reads its own tokenization of the same text)."""
+    spec = model_args.student
+    if spec in KNOWN_SPECS or spec.startswith("teacher:") or not (os.path.isdir(spec) or "/" in spec):
+        return teacher_tokenizer
+    files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+    if os.path.isdir(spec) and not any(os.path.isfile(os.path.join(spec, f)) for f in files):
+        return teacher_tokenizer  # a checkpoint without tokenizer files reads the teacher's tokenization
+    try:
+        own = load_tokenizer(spec, model_args.trust_remote_code)
+    except (OSError, ValueError):
+        return teacher_tokenizer  # no tokenizer of its own on the hub either
+    if same_tokenizer(own, teacher_tokenizer):
+        return teacher_tokenizer
+    logger.info("the student %s has its own tokenizer: cross-tokenizer distillation (logit losses only)", spec)
+    return own
 
 
 def _teacher(
@@ -163,11 +183,21 @@ def run(
         model_args, teacher_args, task, raw, data_args.label_column, args.output_dir, resume is not None
     )
     num_labels = teacher.config.num_labels
-    data = tokenize_dataset(raw, tokenizer, text_column, pair_column, data_args.label_column,
-                            data_args.max_seq_length, teacher.config.label2id, num_labels)  # fmt: skip
+    student_tokenizer = pick_student_tokenizer(model_args, tokenizer)
+    cross = student_tokenizer is not tokenizer  # each model tokenizes the text itself
+    encode = {
+        "text_column": text_column,
+        "text_pair_column": pair_column,
+        "label_column": data_args.label_column,
+        "max_seq_length": data_args.max_seq_length,
+        "label2id": teacher.config.label2id,
+        "num_labels": num_labels,
+    }
+    teacher_data = tokenize_dataset(raw, tokenizer, **encode)
+    data = tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=tokenizer) if cross else teacher_data
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
-    student = _build_student(model_args, teacher, args.seed)
-    DistillTrainer.check_setup(student, teacher.config, args, data["train"])  # fit, losses, layer map, labels
+    student = make_student(model_args, teacher, args.seed)
+    DistillTrainer.check_setup(student, teacher.config, args, data["train"], cross)  # fit, losses, map, labels
 
     # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here ----
     result = RunResult(output_dir=args.output_dir, metrics={}, teacher_dir=teacher_dir)
@@ -176,12 +206,18 @@ def run(
             result.teacher_metrics = json.load(f)
     if needs_stage:
         teacher, result.teacher_metrics = finetune_teacher(
-            teacher, tokenizer, data["train"], data.get("validation"), args, teacher_args, compute_metrics
+            teacher,
+            tokenizer,
+            teacher_data["train"],
+            teacher_data.get("validation"),
+            args,
+            teacher_args,
+            compute_metrics,
         )
         result.teacher_dir = os.path.join(args.output_dir, "teacher")
         logger.info("teacher stage done: %s", result.teacher_metrics)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
-        student = _build_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
+        student = make_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
     stop = StopOnSignal()
     trainer = DistillTrainer(
         model=student,
@@ -189,9 +225,10 @@ def run(
         args=args,
         train_dataset=data["train"],
         eval_dataset=data.get("validation"),
-        processing_class=tokenizer,
+        processing_class=student_tokenizer,
         compute_metrics=compute_metrics,
         callbacks=[stop],
+        **({"teacher_processing_class": tokenizer} if cross else {}),
     )
     seq_len = data_args.max_seq_length
     result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
@@ -219,7 +256,7 @@ def run(
     if "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
         result.teacher_metrics = Trainer(
             model=teacher, args=args, processing_class=tokenizer, compute_metrics=compute_metrics
-        ).evaluate(data["validation"], metric_key_prefix="teacher_eval")
+        ).evaluate(teacher_data["validation"], metric_key_prefix="teacher_eval")
     if args.should_save:
         if result.teacher_metrics:
             path = os.path.join(args.output_dir, "teacher_eval_results.json")
@@ -227,10 +264,12 @@ def run(
         latency = None
         if "validation" in raw:
             probe = raw["validation"].select(range(min(32, len(raw["validation"]))))
-            inputs = batches(tokenizer, probe[text_column], 1, seq_len, probe[pair_column] if pair_column else None)
+            pairs = probe[pair_column] if pair_column else None
+            inputs = batches(tokenizer, probe[text_column], 1, seq_len, pairs)
+            student_inputs = batches(student_tokenizer, probe[text_column], 1, seq_len, pairs) if cross else inputs
             latency = {
                 "teacher": model_latency_ms(teacher, inputs),
-                "student": model_latency_ms(trainer.model, inputs),
+                "student": model_latency_ms(trainer.model, student_inputs),
                 "note": threads_note(1, len(inputs)),
             }
         info = _card_info(model_args, task, args, trainer, result, latency, command, data_args.dataset_name)

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .data import TEACHER_PREFIX
+
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,6 +66,8 @@ class Teacher:
         `torch.no_grad` rather than `inference_mode`: the outputs become targets in losses whose backward pass
         saves them, which inference tensors do not allow.
         """
+        if any(k.startswith(TEACHER_PREFIX) for k in inputs):  # the teacher's own tokenization of the same text
+            inputs = {k[len(TEACHER_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TEACHER_PREFIX)}
         model_inputs = {
             k: v.to(self.device) if torch.is_tensor(v) else v
             for k, v in inputs.items()
@@ -77,10 +81,11 @@ class Teacher:
         )
 
 
-def check_teacher_student(teacher_config: Any, student_config: Any) -> None:
-    """Fail early when the student cannot learn from the teacher's outputs on the same tokenized batch."""
+def check_teacher_student(teacher_config: Any, student_config: Any, cross_tokenizer: bool = False) -> None:
+    """Fail early when the student cannot learn from the teacher's outputs on the same tokenized batch (or, with
+    `cross_tokenizer`, on the same text tokenized by each model's own tokenizer: then the vocabularies may differ)."""
     t_vocab, s_vocab = getattr(teacher_config, "vocab_size", None), getattr(student_config, "vocab_size", None)
-    if t_vocab is not None and s_vocab is not None and t_vocab != s_vocab:
+    if not cross_tokenizer and t_vocab is not None and s_vocab is not None and t_vocab != s_vocab:
         raise ValueError(
             f"teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student vocab_size={s_vocab}), "
             "but both read the same tokenized inputs. Build the student with the teacher's tokenizer and "

@@ -13,7 +13,9 @@ from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cache import INDEX_COLUMN, load_or_build
+from .collator import DistillCollator
 from .config import DistillConfig
+from .data import TEACHER_PREFIX
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
 from .metrics import build_compute_metrics
@@ -59,11 +61,24 @@ class DistillTrainer(Trainer):
                 "fields (temperature, alpha, loss weights, layer map)."
             )
         teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
+        teacher_tokenizer = kwargs.pop("teacher_processing_class", None)
+        columns = getattr(kwargs.get("train_dataset"), "column_names", None) or []
+        self.cross_tokenizer = teacher_tokenizer is not None or TEACHER_PREFIX + "input_ids" in columns
         self.loss_weights, self.loss_specs, self.layer_map = self.check_setup(
-            model, teacher_model.config, args, kwargs.get("train_dataset")
+            model, teacher_model.config, args, kwargs.get("train_dataset"), cross_tokenizer=self.cross_tokenizer
         )
+        if self.cross_tokenizer and kwargs.get("data_collator") is None:
+            if kwargs.get("processing_class") is None or teacher_tokenizer is None:
+                raise ValueError(
+                    "the data holds the teacher's own tokenization (teacher_* columns): give both tokenizers, "
+                    "processing_class=student_tokenizer and teacher_processing_class=teacher_tokenizer, so that "
+                    "each encoding is padded with its own pad token."
+                )
+            kwargs["data_collator"] = DistillCollator(kwargs["processing_class"], teacher_tokenizer)
         self._needs_hidden = any(spec.needs_hidden_states for spec in self.loss_specs.values())
         self._needs_attn = any(spec.needs_attentions for spec in self.loss_specs.values())
+        # alpha=0 and no other term: plain fine-tuning on the labels (a baseline), the teacher is never run
+        self._needs_teacher = any(spec.needs_teacher for spec in self.loss_specs.values())
         if self._needs_attn and getattr(model.config, "_attn_implementation", "eager") != "eager":
             model.set_attn_implementation("eager")  # SDPA never materialises the attention maps
         if kwargs.get("compute_metrics") is None:
@@ -86,7 +101,7 @@ class DistillTrainer(Trainer):
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
         self._cached_logits = None
-        if args.teacher_cache and self.train_dataset is not None:
+        if args.teacher_cache and self.train_dataset is not None and self._needs_teacher:
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
                 self._cached_logits = load_or_build(
                     args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
@@ -99,15 +114,26 @@ class DistillTrainer(Trainer):
 
     @staticmethod
     def check_setup(
-        model: PreTrainedModel, teacher_config: Any, args: DistillConfig, train_dataset: Any = None
+        model: PreTrainedModel,
+        teacher_config: Any,
+        args: DistillConfig,
+        train_dataset: Any = None,
+        cross_tokenizer: bool = False,
     ) -> tuple[dict[str, float], dict[str, LossSpec], LayerMap]:
         """Every check that can fail before training, without building anything: teacher / student fit, the loss
         names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map)."""
-        check_teacher_student(teacher_config, model.config)
+        check_teacher_student(teacher_config, model.config, cross_tokenizer)
         weights = args.loss_weights()
         specs = {name: get_loss(name) for name in weights}
         layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
         needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions]
+        if cross_tokenizer and needing:
+            raise ValueError(
+                f"the teacher and the student use different tokenizers, so their token positions do not line up and "
+                f"the intermediate-layer losses {needing} cannot be computed. Set their weights to 0 "
+                "(--hidden_weight 0 --attention_weight 0 --embedding_weight 0) to distill the logits only, or use "
+                "a student that shares the teacher's tokenizer (a preset, custom or teacher:K student)."
+            )
         if args.teacher_cache and needing:
             raise ValueError(
                 f"--teacher_cache holds the teacher's logits only, but the losses {needing} need its hidden states "
@@ -173,11 +199,13 @@ class DistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # the student computes no loss of its own: labels are only for the registered losses
-        student_inputs = {k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN)}
+        student_inputs = {
+            k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
+        }
         student_outputs = model(
             **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
         )
-        teacher_outputs = self.teacher_forward(inputs)
+        teacher_outputs = self.teacher_forward(inputs) if self._needs_teacher else None
         loss, terms = self.compute_distill_loss(student_outputs, teacher_outputs, inputs)
         if model.training:
             for name, value in terms.items():
@@ -213,6 +241,10 @@ class DistillTrainer(Trainer):
         super()._set_signature_columns_if_needed()
         if self._cached_logits is not None and INDEX_COLUMN not in self._signature_columns:
             self._signature_columns.append(INDEX_COLUMN)  # keep the row index: it finds each example's logits
+        for dataset in (self.train_dataset, self.eval_dataset):  # keep the teacher's own tokenization
+            for column in getattr(dataset, "column_names", None) or []:
+                if column.startswith(TEACHER_PREFIX) and column not in self._signature_columns:
+                    self._signature_columns.append(column)
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)

@@ -145,7 +145,10 @@ def build_student(
 
     if spec not in PRESETS and spec != "custom":
         if os.path.isdir(spec) or "/" in spec or not re.fullmatch(r"[a-z_]+", spec):
-            return load_student(spec, teacher, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            loaded = load_student(spec, teacher, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            if embedding_size is None and not share_layers:
+                return loaded
+            return albertize(loaded, embedding_size, share_layers, num_hidden_groups, init_from_teacher)
         raise ValueError(f"unknown student preset {spec!r}; known: {KNOWN_SPECS}.")
 
     shape = resolve_shape(
@@ -171,4 +174,43 @@ def build_student(
     else:
         notes.append("random initialisation (init_from_teacher is off)")
     student.distillkit_init_notes = log_notes(notes)
+    return student
+
+
+def albertize(
+    source: PreTrainedModel,
+    embedding_size: int | None,
+    share_layers: bool = False,
+    num_hidden_groups: int = 1,
+    init_from_source: bool = True,
+) -> PreTrainedModel:
+    """A pretrained BERT-shaped student made smaller: the same depth and width as ALBERT, with factorized embeddings
+    (rank-E truncated SVD of its own word embeddings) and/or shared layer groups, started from its own weights.
+
+    Its vocabulary and tokenizer stay the source's (which may differ from the teacher's: see cross-tokenizer
+    distillation); its labels are the ones `load_student` gave it (the teacher's).
+    """
+    config = source.config
+    for name in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"):
+        if not isinstance(getattr(config, name, None), int):
+            raise ValueError(
+                f"{type(source).__name__} has no {name} in its config: factorized embeddings and layer sharing "
+                "need a BERT-shaped student (or a preset)."
+            )
+    shape = StudentShape(
+        num_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        num_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        embedding_size=embedding_size,
+        share_layers=share_layers,
+        num_hidden_groups=num_hidden_groups,
+    ).validate()
+    student = AlbertForSequenceClassification(student_config(shape, config))
+    notes = [f"factorized / shared copy of the pretrained {type(source).__name__}"]
+    if init_from_source:
+        notes += init_embeddings(student, source)
+        notes += init_shared_layers(student, source)
+        notes += [n.replace("the teacher", "the source") for n in init_head(student, source)]
+    student.distillkit_init_notes = log_notes([n.replace("teacher", "source") for n in notes])
     return student

@@ -1,0 +1,28 @@
+"""Batches for distillation: dynamic padding, and the teacher's own tokenization padded with its own tokenizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import DataCollatorWithPadding
+
+from .data import TEACHER_PREFIX
+
+
+class DistillCollator:
+    """Pads each batch to its longest example. Columns named `teacher_*` (the teacher's tokenization, when teacher
+    and student tokenize differently) are padded separately with the teacher's tokenizer and keep their prefix, so
+    one batch carries both encodings of the same examples, row for row."""
+
+    def __init__(self, tokenizer: Any, teacher_tokenizer: Any = None, pad_to_multiple_of: int | None = None):
+        self.student = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        self.teacher = DataCollatorWithPadding(teacher_tokenizer or tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        n = len(TEACHER_PREFIX)
+        student = [{k: v for k, v in f.items() if not k.startswith(TEACHER_PREFIX)} for f in features]
+        batch = self.student(student)
+        if any(k.startswith(TEACHER_PREFIX) for k in features[0]):
+            teacher = [{k[n:]: v for k, v in f.items() if k.startswith(TEACHER_PREFIX)} for f in features]
+            batch.update({TEACHER_PREFIX + k: v for k, v in self.teacher(teacher).items()})
+        return batch
