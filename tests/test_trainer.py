@@ -212,3 +212,28 @@ def test_a_copy_of_the_teacher_has_zero_loss_on_every_term(tmp_path, tokenizer, 
     assert set(terms) == {"kd", "hidden", "attention", "embedding"}
     for name, value in terms.items():
         assert abs(value.item()) < 1e-6, (name, value.item())
+
+
+def test_alpha_zero_is_plain_fine_tuning_and_never_runs_the_teacher(tmp_path, tokenizer, trained_teacher):
+    """The hard-label baseline: alpha=0 and no other term trains on the labels alone, with the teacher left idle."""
+    calls = []
+    trained_teacher.register_forward_hook(lambda *a: calls.append(1))
+    data = rule_dataset(tokenizer, 64, seed=3)
+    student = tiny_bert(layers=1, hidden=16, heads=2, seed=2)
+    reference = tiny_bert(layers=1, hidden=16, heads=2, seed=2)
+    trainer = DistillTrainer(model=student, teacher=trained_teacher, args=_args(tmp_path, alpha=0.0, max_steps=3),
+                             train_dataset=data, processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    assert calls == [] and trainer.loss_weights == {"ce": 1.0}
+    # the loss is the student's own cross-entropy on the same batch
+    batch = DataCollatorWithPadding(tokenizer)([data[i] for i in range(8)])
+    student.eval(), reference.eval()
+    reference.load_state_dict(student.state_dict())
+    loss = trainer.compute_loss(student, dict(batch))
+    assert calls == []
+    torch.testing.assert_close(loss, reference(**batch).loss)
+    # with any teacher term the teacher runs again
+    kd = DistillTrainer(model=tiny_bert(layers=1, hidden=16, heads=2), teacher=trained_teacher,
+                        args=_args(tmp_path, alpha=0.5), train_dataset=data, processing_class=tokenizer)  # fmt: skip
+    kd.compute_loss(kd.model, dict(batch))
+    assert len(calls) == 1

@@ -54,6 +54,7 @@ class LossSpec:
     needs_labels: bool = False
     # (student_config, teacher_config, layer_map) -> trainable module or None, built once when the trainer starts
     build_module: Callable[[Any, Any, LayerMap], nn.Module | None] | None = None
+    needs_teacher: bool = True  # False: the term reads the student and the labels only (the teacher is not run)
 
 
 LOSS_REGISTRY: dict[str, LossSpec] = {}
@@ -66,13 +67,16 @@ def register_loss(
     needs_attentions: bool = False,
     needs_labels: bool = False,
     build_module: Callable[[Any, Any, LayerMap], nn.Module | None] | None = None,
+    needs_teacher: bool = True,
 ) -> Callable[[Callable[[LossInputs], Tensor]], Callable[[LossInputs], Tensor]]:
     """Decorator: register `fn(inputs: LossInputs) -> scalar Tensor` under `name` (an existing name is an error)."""
 
     def decorator(fn: Callable[[LossInputs], Tensor]) -> Callable[[LossInputs], Tensor]:
         if name in LOSS_REGISTRY:
             raise ValueError(f"a loss named {name!r} is already registered; choose another name.")
-        LOSS_REGISTRY[name] = LossSpec(name, fn, needs_hidden_states, needs_attentions, needs_labels, build_module)
+        LOSS_REGISTRY[name] = LossSpec(
+            name, fn, needs_hidden_states, needs_attentions, needs_labels, build_module, needs_teacher
+        )
         return fn
 
     return decorator
@@ -103,7 +107,7 @@ def _kd(inputs: LossInputs) -> Tensor:
     return soft_target_loss(s, t, inputs.args.temperature, _token_mask(inputs, s))
 
 
-@register_loss("ce", needs_labels=True)
+@register_loss("ce", needs_labels=True, needs_teacher=False)
 def _ce(inputs: LossInputs) -> Tensor:
     return hard_label_loss(inputs.student_outputs.logits, inputs.labels)
 
