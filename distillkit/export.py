@@ -20,10 +20,11 @@ Batch = dict[str, torch.Tensor]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def input_names(model: nn.Module) -> list[str]:
-    """The inputs an export takes: ids and mask, plus token types when the model has them (not MPNet, DistilBERT)."""
+def input_names(model: nn.Module, example: Batch | None = None) -> list[str]:
+    """The inputs an export takes: ids and mask, plus token types when the model has them (not MPNet, DistilBERT)
+    and the tokenizer makes them (a BERT student reading an MPNet tokenizer's ids has none)."""
     accepted = set(inspect.signature(model.forward).parameters)
-    return [name for name in INPUTS if name in accepted]
+    return [name for name in INPUTS if name in accepted and (example is None or name in example)]
 
 
 class LogitsOnly(nn.Module):
@@ -58,7 +59,7 @@ def export_int8(model: nn.Module, example: Batch, out_dir: str) -> Runner:
     """Dynamically quantize every nn.Linear to int8 (weights int8, activations quantized on the fly) and save it as
     TorchScript (`model.pt`): quantized weights have no safetensors form, and a TorchScript archive loads without
     unpickling Python objects. Tracing records no sequence length: any batch and length run (checked in the tests)."""
-    names = input_names(model)
+    names = input_names(model, example)
     with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
         warnings.simplefilter("ignore")
         quantized = torch.ao.quantization.quantize_dynamic(
@@ -82,7 +83,7 @@ def export_onnx(model: nn.Module, example: Batch, out_dir: str) -> Runner:
     in onnxruntime on the CPU."""
     import onnxruntime
 
-    names = input_names(model)
+    names = input_names(model, example)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
     axes = {0: "batch", 1: "sequence"}

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 from distillkit import parse_args
@@ -74,3 +75,18 @@ def test_export_without_validation_data_says_what_to_pass(tmp_path, student_dir)
     (tmp_path / "config.json").write_text((student_dir / "config.json").read_text())
     with pytest.raises(ValueError, match="no validation data: pass --validation_file"):
         _export_main()([str(tmp_path), "--int8"])
+
+
+def test_int8_export_of_a_model_fed_without_token_types(tmp_path):
+    """A BERT student reading an MPNet tokenizer's ids gets no token_type_ids: the export takes what the batch has."""
+    from distillkit.export import export_int8, input_names
+
+    from .conftest import tiny_bert
+
+    model = tiny_bert(layers=1, hidden=16, heads=2).eval()
+    batch = {"input_ids": torch.randint(5, 40, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+    assert input_names(model, batch) == ["input_ids", "attention_mask"]
+    runner = export_int8(model, batch, str(tmp_path))
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    np.testing.assert_allclose(runner.predict(batch), expected, atol=0.05)
