@@ -1,0 +1,148 @@
+"""The SST-2 benchmark script, run on tiny models for a few steps (CI): the full plan's code path, fast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import BertConfig, BertModel
+
+from .conftest import VOCAB, make_tokenizer, rule_sentences
+from .test_cross_tokenizer import student_model, student_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+
+def write_tsv(path: Path, n: int, seed: int) -> None:
+    texts, labels = rule_sentences(n, seed)
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    models = tmp / "models"
+    # a base encoder without a classification head, as all-mpnet-base-v2 is: the teacher stage fine-tunes it
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(models / "base-encoder")
+    make_tokenizer().save_pretrained(models / "base-encoder")
+    student_model().save_pretrained(models / "pretrained-student")  # its own tokenizer: cross-tokenizer
+    student_tokenizer().save_pretrained(models / "pretrained-student")
+    write_tsv(tmp / "train.tsv", 300, 1)
+    write_tsv(tmp / "dev.tsv", 40, 2)
+    common = {"task": "sst2", "max_seq_length": 32, "per_device_train_batch_size": 16, "learning_rate": 1e-3,
+              "alpha": 0.9, "report_to": "none", "teacher": "hub-org/base-encoder"}  # fmt: skip
+    recipes = {
+        "teacher.yaml": {**common, "teacher_max_steps": 30, "teacher_learning_rate": 3e-3, "teacher_batch_size": 16},
+        "custom.yaml": {**common, "student": "custom", "num_layers": 1, "hidden_size": 16, "num_heads": 2},
+        "factorized.yaml": {**common, "student": "hub-org/pretrained-student", "embedding_size": 8},
+        "hidden.yaml": {**common, "student": "custom", "num_layers": 1, "hidden_size": 16, "num_heads": 2,
+                        "hidden_weight": 1.0, "attention_weight": 1.0},
+    }  # fmt: skip
+    for name, recipe in recipes.items():
+        (tmp / name).write_text(yaml.safe_dump(recipe))
+    plan = {
+        "teacher": "hub-org/base-encoder",
+        "teacher_recipe": "teacher.yaml",
+        "task": "sst2",
+        "seeds": [0, 1],
+        "students": [
+            {"name": "custom", "recipe": "custom.yaml"},
+            {"name": "factorized", "recipe": "factorized.yaml"},
+            {"name": "hidden", "recipe": "hidden.yaml", "baseline": "custom"},
+        ],
+        "profiles": {"smoke": {"train_samples": 200, "teacher_train_samples": 100,
+                               "students": {"hidden": {"seeds": [0]}}}},
+    }  # fmt: skip
+    (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp / "out"
+    cmd = [sys.executable, str(SCRIPT), "--plan", str(tmp / "plan.yaml"), "--profile", "smoke", "--out", str(out),
+           "--local_models", str(models), "--train_file", str(tmp / "train.tsv"), "--validation_file",
+           str(tmp / "dev.tsv"), "--max_steps", "4", "--use_cpu"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, cmd, result
+
+
+def test_benchmark_writes_json_markdown_and_plot(bench):
+    out, _, result = bench
+    data = json.loads((out / "results.json").read_text())
+    rows = {(r["name"], r["variant"]): r for r in data["rows"]}
+    assert set(rows) == {("teacher", "fine-tuned"), ("custom", "kd"), ("custom", "baseline"), ("factorized", "kd"),
+                         ("factorized", "baseline"), ("hidden", "kd")}  # fmt: skip
+    for row in rows.values():
+        for key in ("parameters", "size_mb", "latency_fp32_ms", "latency_int8_ms", "accuracy", "retained"):
+            assert row[key] is not None and row[key] == row[key], (row["name"], key)  # present and not NaN
+        assert row["latency_fp32_ms"] > 0 and row["latency_int8_ms"] > 0 and row["size_mb"] > 0
+    teacher = rows[("teacher", "fine-tuned")]
+    assert teacher["train_examples"] == 100 and teacher["train_s"] > 0
+    assert rows[("custom", "kd")]["seeds"] == 2 and rows[("hidden", "kd")]["seeds"] == 1
+    assert rows[("custom", "kd")]["retained"] == pytest.approx(
+        rows[("custom", "kd")]["accuracy"] / teacher["accuracy"], abs=1e-3
+    )
+    assert "kd_gain" in rows[("custom", "kd")] and "kd_gain" in rows[("hidden", "kd")]  # hidden: against custom's
+    table = (out / "results.md").read_text()
+    assert table.count("\n| ") == len(rows) + 1 and "Targets:" in table and "--profile smoke" in table
+    svg = (out / "results.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<circle") == 2 * len(rows)
+    assert "retained" in result.stdout
+
+
+def test_benchmark_runs_record_what_was_trained(bench):
+    out, _, _ = bench
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    by = {(r["name"], r["variant"], r["seed"]): r for r in runs}
+    assert by[("custom", "baseline", 0)]["losses"] == {"ce": 1.0}  # the baseline: the gold labels alone
+    assert by[("custom", "kd", 0)]["losses"] == pytest.approx({"kd": 0.9, "ce": 0.1})
+    assert set(by[("hidden", "kd", 0)]["losses"]) == {"kd", "ce", "hidden", "attention"}
+    factorized = by[("factorized", "kd", 0)]
+    assert factorized["cross_tokenizer"] and factorized["architecture"] == "AlbertForSequenceClassification"
+    assert not by[("custom", "kd", 0)]["cross_tokenizer"]
+    assert all(r["steps"] == 4 and r["train_examples"] == 200 for r in runs)
+    # the seeds differ: two seeds of one student are two different runs
+    assert by[("custom", "kd", 0)]["latency_fp32_ms"] > 0 and (out / "runs" / "custom" / "kd-seed1.json").is_file()
+    # logit-only KD runs read the teacher's logits from the cache; the cross-tokenizer student has its own
+    assert len(list((out / "teacher_cache").iterdir())) == 2
+
+
+def test_benchmark_started_again_skips_finished_runs(bench):
+    out, cmd, _ = bench
+    before = {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")} == before
+    assert "teacher stage already done" in result.stderr
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("profile", [None, "gpu", "cpu"])
+def test_the_shipped_plan_loads_and_names_existing_recipes(profile):
+    script = _load_script()
+    plan = script.load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), profile)
+    assert Path(plan["teacher_recipe"]).is_file()
+    names = [s["name"] for s in plan["students"]]
+    assert {"tiny", "albert", "minilm-factorized", "teacher6", "tiny-hidden-attn"} <= set(names)
+    for student in plan["students"]:
+        assert Path(student["recipe"]).is_file()
+        assert len(student["seeds"]) >= (1 if student["name"] in ("teacher6", "tiny-hidden-attn") else 3)
+    if profile == "cpu":
+        assert all(s["train_samples"] for s in plan["students"])
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match="unknown profile 'tpu'"):
+        _load_script().load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), "tpu")
