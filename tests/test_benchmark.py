@@ -111,13 +111,23 @@ def test_benchmark_runs_record_what_was_trained(bench):
     assert len(list((out / "teacher_cache").iterdir())) == 2
 
 
-def test_benchmark_started_again_skips_finished_runs(bench):
+def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):
     out, cmd, _ = bench
-    before = {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")}
+    before = {p: p.read_text() for p in (out / "runs").rglob("*.json")}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")} == before
-    assert "teacher stage already done" in result.stderr
+    assert {p: p.read_text() for p in (out / "runs").rglob("*.json")} == before
+    assert "teacher stage already done" in result.stderr and "student custom" in result.stderr
+    assert "Trainer.train" not in result.stderr and "train_runtime" not in result.stderr  # nothing was trained again
+    result = subprocess.run([*cmd, "--remeasure_latency"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert all(r["latency_remeasured"] for r in runs)
+    for path, text in before.items():  # only the timings changed
+        old, new = json.loads(text), json.loads(path.read_text())
+        timing = ("latency_fp32_ms", "latency_int8_ms", "latency_remeasured")
+        assert {k: v for k, v in old.items() if k not in timing} == {k: v for k, v in new.items() if k not in timing}
+    assert "re-timed after training" in (out / "results.md").read_text()
 
 
 def _load_script():

@@ -114,16 +114,28 @@ def test_cross_tokenizer_data_without_the_teacher_tokenizer_is_refused(tmp_path,
                        processing_class=student_tokenizer())  # fmt: skip
 
 
-def test_pipeline_distills_into_a_student_with_its_own_tokenizer(tmp_path, trained_teacher_dir):
+def pipeline_flags(tmp_path, teacher_dir, n: int) -> list[str]:
+    """A saved pretrained student with its own tokenizer, a TSV of n rule sentences, and the flags of a run."""
     student_dir = tmp_path / "pretrained_student"
     student_model().save_pretrained(student_dir)
     student_tokenizer().save_pretrained(student_dir)
-    texts, labels = rule_sentences(200, 7)
+    texts, labels = rule_sentences(n, 7)
     train = tmp_path / "train.tsv"
     train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
-    flags = ["--teacher", str(trained_teacher_dir), "--student", str(student_dir), "--train_file", str(train),
-             "--validation_file", str(train), "--output_dir", str(tmp_path / "out"), "--max_steps", "3",
-             "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true"]  # fmt: skip
+    return ["--teacher", str(teacher_dir), "--student", str(student_dir), "--train_file", str(train),
+            "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--use_cpu", "true"]  # fmt: skip
+
+
+def test_pipeline_distills_into_a_student_with_its_own_tokenizer(tmp_path, trained_teacher_dir):
+    flags = pipeline_flags(tmp_path, trained_teacher_dir, 200)
+    flags += [
+        "--validation_file",
+        str(tmp_path / "train.tsv"),
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "8",
+    ]
     result = run(*parse_args(flags), command=["test"])
     assert "eval_accuracy" in result.metrics
     saved = BertTokenizer.from_pretrained(tmp_path / "out")
@@ -131,14 +143,7 @@ def test_pipeline_distills_into_a_student_with_its_own_tokenizer(tmp_path, train
 
 
 def test_pipeline_refuses_intermediate_losses_across_tokenizers(tmp_path, trained_teacher_dir):
-    student_dir = tmp_path / "pretrained_student"
-    student_model().save_pretrained(student_dir)
-    student_tokenizer().save_pretrained(student_dir)
-    texts, labels = rule_sentences(20, 7)
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
-    flags = ["--teacher", str(trained_teacher_dir), "--student", str(student_dir), "--train_file", str(train),
-             "--output_dir", str(tmp_path / "out"), "--hidden_weight", "1", "--use_cpu", "true"]  # fmt: skip
+    flags = pipeline_flags(tmp_path, trained_teacher_dir, 20) + ["--hidden_weight", "1"]
     with pytest.raises(ValueError, match="different tokenizers"):
         run(*parse_args(flags), command=["test"])
     assert not (tmp_path / "out").exists()
