@@ -85,7 +85,9 @@ def load_plan(path: str, profile: str | None) -> dict[str, Any]:
         extra = dict(per_student.get(student["name"], {}) or {})
         student["seeds"] = extra.pop("seeds", student.get("seeds", overrides.get("seeds", plan.get("seeds", [0]))))
         student["train_samples"] = extra.pop("train_samples", overrides.get("train_samples"))
-        student["flags"] = {**{k: v for k, v in overrides.items() if k not in _PLAN_KEYS}, **extra}
+        # the profile's settings, then the student's own `flags`, then the profile's entry for this student
+        shared = {k: v for k, v in overrides.items() if k not in _PLAN_KEYS}
+        student["flags"] = {**shared, **(student.get("flags") or {}), **extra}
     return plan
 
 
@@ -400,13 +402,14 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         return f"{100 * r['kd_gain']:+.1f}{spread}"
 
     head = ["model", "variant", "params", "MB", "CPU ms fp32", "CPU ms int8", "accuracy %", "retained %",
-            "KD gain (pts)", "seeds", "train ex", "train s", "ex/s"]  # fmt: skip
+            "KD gain (pts)", "seeds", "train ex", "epochs", "train s", "ex/s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = pct(r["accuracy"]) + (f" ± {100 * r['accuracy_std']:.1f}" if r.get("accuracy_std") else "")
         cells = [r["name"], r["variant"], f"{r['parameters'] / 1e6:.1f}M", f"{r['size_mb']:.1f}",
                  f"{r['latency_fp32_ms']:.2f}", f"{r['latency_int8_ms']:.2f}", acc, pct(r["retained"]), gain(r),
-                 str(r.get("seeds", 1)), str(r.get("train_examples", "")), f"{r.get('train_s', 0):.0f}",
+                 str(r.get("seeds", 1)), str(r.get("train_examples", "")), f"{r.get('epochs') or 0:g}",
+                 f"{r.get('train_s', 0):.0f}",
                  str(r.get("train_examples_per_s") or "")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(targets(rows)) + "\n"
