@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from distillkit.benchmark import dir_size_mb, latency_ms
 from distillkit.cli import run_cli, text_table
-from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_dataset
+from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
 from distillkit.metrics import build_compute_metrics
@@ -70,17 +70,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     student = AutoModelForSequenceClassification.from_pretrained(directory).eval()
-    names = input_names(student)
     raw = load_task_data(task, None, setting["validation_file"]) if setting["validation_file"] else load_task_data(task)
     split = raw["validation"] if "validation" in raw else raw["train"]
     split = split.select(range(min(opts.max_eval_samples, len(split))))
-    features = tokenize_dataset(split, tokenizer, text, pair, setting["label_column"] or "label", max_len,
-                                student.config.label2id, student.config.num_labels)  # fmt: skip
-    labels = np.asarray(features["labels"])
-    eval_batches = _batches(features, tokenizer, 32, names)
-    timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), tokenizer, 1, names),
-              32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), tokenizer, 32,
-                           names)}  # fmt: skip
+
+    def encode(tok: object, model: torch.nn.Module) -> tuple[np.ndarray, list, dict[int, list]]:
+        """Labels, metric batches and timing batches of the split in one model's own tokenization."""
+        features = tokenize_dataset(split, tok, text, pair, setting["label_column"] or "label", max_len,
+                                    student.config.label2id, student.config.num_labels)  # fmt: skip
+        names = [n for n in input_names(model) if n in features.column_names]
+        timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), tok, 1, names),
+                  32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), tok, 32,
+                               names)}  # fmt: skip
+        return np.asarray(features["labels"]), _batches(features, tok, 32, names), timing
+
+    labels, eval_batches, timing = encode(tokenizer, student)
+    inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
 
     runners = []
     teacher_dir = setting["teacher"]
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if teacher_dir and os.path.isdir(teacher_dir):
         teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
         runners.append(torch_runner("teacher", teacher, teacher_dir))
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+        if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
+            inputs["teacher"] = encode(teacher_tokenizer, teacher)[1:]
     runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
     example = eval_batches[0]
     if opts.int8:
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     reference = None
     rows = []
     for runner in runners:
-        logits = np.concatenate([runner.predict(b) for b in eval_batches])
+        batches, timed = inputs.get(runner.name, (eval_batches, timing))
+        logits = np.concatenate([runner.predict(b) for b in batches])
         metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
         preds = logits.reshape(-1) if student.config.num_labels == 1 else logits.argmax(-1)
         if runner.name == "student":
@@ -109,8 +118,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({
             "name": runner.name,
             "size_mb": dir_size_mb(runner.path) if runner.path else float("nan"),
-            "latency_ms_batch1": latency_ms(runner.predict, timing[1]),
-            "latency_ms_batch32": latency_ms(runner.predict, timing[32]),
+            "latency_ms_batch1": latency_ms(runner.predict, timed[1]),
+            "latency_ms_batch32": latency_ms(runner.predict, timed[32]),
             "metric": metric_name,
             "metric_value": metric_value,
             "preds": preds,
