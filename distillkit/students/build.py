@@ -164,17 +164,23 @@ def build_student(
     config = student_config(shape, teacher.config)
     model_cls = AlbertForSequenceClassification if shape.is_albert else BertForSequenceClassification
     student = model_cls(config)
-    notes = []
     if init_from_teacher:
-        notes += init_embeddings(student, teacher)
-        if shape.is_albert and shape.hidden_size == teacher.config.hidden_size:
-            notes += init_shared_layers(student, teacher)
-        if shape.hidden_size == teacher.config.hidden_size:
-            notes += init_head(student, teacher)
+        notes = _init_from(student, teacher, shape)
     else:
-        notes.append("random initialisation (init_from_teacher is off)")
+        notes = ["random initialisation (init_from_teacher is off)"]
     student.distillkit_init_notes = log_notes(notes)
     return student
+
+
+def _init_from(student: PreTrainedModel, source: PreTrainedModel, shape: StudentShape) -> list[str]:
+    """Start `student` from `source` where shapes allow: embeddings always (copied or by SVD); shared ALBERT layers,
+    pooler and classifier at equal width. Returns what was done."""
+    notes = init_embeddings(student, source)
+    if shape.is_albert and shape.hidden_size == source.config.hidden_size:
+        notes += init_shared_layers(student, source)
+    if shape.hidden_size == source.config.hidden_size:
+        notes += init_head(student, source)
+    return notes
 
 
 def albertize(
@@ -208,9 +214,7 @@ def albertize(
     ).validate()
     student = AlbertForSequenceClassification(student_config(shape, config))
     notes = [f"factorized / shared copy of the pretrained {type(source).__name__}"]
-    if init_from_source:
-        notes += init_embeddings(student, source)
-        notes += init_shared_layers(student, source)
-        notes += [n.replace("the teacher", "the source") for n in init_head(student, source)]
+    if init_from_source:  # same width by construction: embeddings, layers, pooler and classifier all carry over
+        notes += _init_from(student, source, shape)
     student.distillkit_init_notes = log_notes([n.replace("teacher", "source") for n in notes])
     return student
