@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import DataCollatorWithPadding
 
-from .data import TEACHER_PREFIX
+from .data import TEACHER_PREFIX, teacher_part
 
 
 class DistillCollator:
@@ -19,10 +19,9 @@ class DistillCollator:
         self.teacher = DataCollatorWithPadding(teacher_tokenizer or tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        n = len(TEACHER_PREFIX)
         student = [{k: v for k, v in f.items() if not k.startswith(TEACHER_PREFIX)} for f in features]
         batch = self.student(student)
-        if any(k.startswith(TEACHER_PREFIX) for k in features[0]):
-            teacher = [{k[n:]: v for k, v in f.items() if k.startswith(TEACHER_PREFIX)} for f in features]
-            batch.update({TEACHER_PREFIX + k: v for k, v in self.teacher(teacher).items()})
+        if teacher_part(features[0]):
+            teacher = self.teacher([teacher_part(f) for f in features])
+            batch.update({TEACHER_PREFIX + k: v for k, v in teacher.items()})
         return batch

@@ -162,6 +162,11 @@ def _label_converter(label2id: dict[str, int], num_labels: int) -> Any:
 TEACHER_PREFIX = "teacher_"  # columns of the teacher's own tokenization (cross-tokenizer distillation)
 
 
+def teacher_part(features: dict[str, Any]) -> dict[str, Any]:
+    """The `teacher_*` entries of a row or batch, without their prefix (the teacher's own tokenization)."""
+    return {k[len(TEACHER_PREFIX) :]: v for k, v in features.items() if k.startswith(TEACHER_PREFIX)}
+
+
 def same_tokenizer(a: Any, b: Any) -> bool:
     """Whether two tokenizers map text to the same ids (same vocabulary and special tokens)."""
     if a is b:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import TEACHER_PREFIX
+from .data import teacher_part
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ class Teacher:
         `torch.no_grad` rather than `inference_mode`: the outputs become targets in losses whose backward pass
         saves them, which inference tensors do not allow.
         """
-        if any(k.startswith(TEACHER_PREFIX) for k in inputs):  # the teacher's own tokenization of the same text
-            inputs = {k[len(TEACHER_PREFIX) :]: v for k, v in inputs.items() if k.startswith(TEACHER_PREFIX)}
+        inputs = teacher_part(inputs) or inputs  # the teacher's own tokenization of the text, when the batch has one
         model_inputs = {
             k: v.to(self.device) if torch.is_tensor(v) else v
             for k, v in inputs.items()
