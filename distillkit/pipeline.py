@@ -104,6 +104,15 @@ def make_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
     )
 
 
+def evaluate_model(
+    model: Any, tokenizer: Any, dataset: Any, args: DistillConfig, compute_metrics: Any, prefix: str = "eval"
+) -> dict[str, float]:
+    """A model's metrics on data in its own tokenization, with a plain `Trainer` (no teacher is run; columns the
+    model does not take, such as teacher_*, are dropped)."""
+    trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
+    return trainer.evaluate(dataset, metric_key_prefix=prefix)
+
+
 def pick_student_tokenizer(model_args: ModelArguments, teacher_tokenizer: Any) -> Any:
     """The teacher's tokenizer, unless the student is a pretrained model with a tokenizer of its own that maps text
     to other ids: then cross-tokenizer distillation (each model reads its own tokenization of the same text)."""
@@ -254,9 +263,9 @@ def run(
         result.metrics.update(eval_metrics)
     trainer.save_state()
     if "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
-        result.teacher_metrics = Trainer(
-            model=teacher, args=args, processing_class=tokenizer, compute_metrics=compute_metrics
-        ).evaluate(teacher_data["validation"], metric_key_prefix="teacher_eval")
+        result.teacher_metrics = evaluate_model(
+            teacher, tokenizer, teacher_data["validation"], args, compute_metrics, prefix="teacher_eval"
+        )
     if args.should_save:
         if result.teacher_metrics:
             path = os.path.join(args.output_dir, "teacher_eval_results.json")

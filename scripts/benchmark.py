@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoModelForSequenceClassification, Trainer, set_seed
+from datasets import DatasetDict
+from transformers import AutoModelForSequenceClassification, set_seed
 
 from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
@@ -40,7 +41,7 @@ from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_
 from distillkit.export import export_int8
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from distillkit.metrics import build_compute_metrics
-from distillkit.pipeline import make_student, pick_student_tokenizer
+from distillkit.pipeline import evaluate_model, make_student, pick_student_tokenizer
 from distillkit.resilience import atomic_write_text
 from distillkit.trainer import DistillTrainer
 
@@ -128,12 +129,6 @@ def weights_mb(directory: str) -> float:
     return round(dir_size_mb(directory, (".safetensors",)), 2)
 
 
-def evaluate(model: Any, tokenizer: Any, dataset: Any, args: Any, compute_metrics: Any) -> dict[str, float]:
-    """Dev metrics of one model on its own tokenization (columns it does not take, such as teacher_*, are dropped)."""
-    trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
-    return trainer.evaluate(dataset)
-
-
 # ---- the stages ---------------------------------------------------------------------------------------------------
 
 
@@ -151,6 +146,7 @@ class Bench:
             self.validation = self.validation.select(range(min(cli.max_eval_samples, len(self.validation))))
         self.probe = [str(t) for t in self.validation[self.text_column][:LATENCY_PROBE]]
         self.data_cache: dict[Any, Any] = {}
+        self.compute_metrics = build_compute_metrics(2, self.task.metrics, self.task.name)
 
     def subset(self, n: int | None):
         return self.train_all if n is None else self.train_all.select(range(min(n, len(self.train_all))))
@@ -182,17 +178,16 @@ class Bench:
             tokenizer = load_tokenizer(name)
             samples = self.plan["overrides"].get("teacher_train_samples")
             raw_train = self.subset(samples)
-            encode = self.encode_args(model)
-            train = tokenize_dataset(raw_train, tokenizer, **encode)
-            val = tokenize_dataset(self.validation, tokenizer, **encode)
-            metrics_fn = build_compute_metrics(2, self.task.metrics, self.task.name)
+            splits = DatasetDict(train=raw_train, validation=self.validation)
+            data = tokenize_dataset(splits, tokenizer, **self.encode_args(model))
+            train, val, metrics_fn = data["train"], data["validation"], self.compute_metrics
             start = time.perf_counter()
             if needs_stage:
                 model, metrics = finetune_teacher(model, tokenizer, train, val, args, teacher_args, metrics_fn)
             else:  # already fine-tuned: evaluate and keep a copy, so that the students read one folder
                 model.save_pretrained(teacher_dir)
                 tokenizer.save_pretrained(teacher_dir)
-                metrics = evaluate(model, tokenizer, val, args, metrics_fn)
+                metrics = evaluate_model(model, tokenizer, val, args, metrics_fn)
             seconds = time.perf_counter() - start
             epochs = teacher_args.teacher_num_train_epochs
             record = {
@@ -206,7 +201,7 @@ class Bench:
                 "epochs": epochs if needs_stage else 0,
                 "train_s": round(seconds, 1) if needs_stage else 0.0,
                 "train_examples_per_s": round(len(raw_train) * epochs / seconds, 1) if needs_stage else None,
-                **cpu_latencies(model, tokenizer, self.probe, self.max_length),
+                **self.latencies(model, tokenizer),
             }
             atomic_write_text(str(record_path), json.dumps(record, indent=2))
             del model
@@ -240,13 +235,10 @@ class Bench:
         cross = student_tok is not teacher_tok
         key = (spec["train_samples"], id(student_tok))
         if key not in self.data_cache:
-            self.data_cache[key] = (
-                tokenize_dataset(self.subset(spec["train_samples"]), student_tok, **self.encode_args(teacher),
-                                 teacher_tokenizer=teacher_tok if cross else None),
-                tokenize_dataset(self.validation, student_tok, **self.encode_args(teacher),
-                                 teacher_tokenizer=teacher_tok if cross else None),
-            )  # fmt: skip
-        train, val = self.data_cache[key]
+            splits = DatasetDict(train=self.subset(spec["train_samples"]), validation=self.validation)
+            self.data_cache[key] = tokenize_dataset(splits, student_tok, **self.encode_args(teacher),
+                                                    teacher_tokenizer=teacher_tok if cross else None)  # fmt: skip
+        train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
         if variant == "kd" and not any((args.hidden_weight, args.attention_weight, args.embedding_weight)):
             # logit-only distillation reads the teacher's logits from a cache shared by the runs on the same data
             args.teacher_cache = str(self.out / "teacher_cache" / train._fingerprint)
@@ -257,14 +249,14 @@ class Bench:
             args=args,
             train_dataset=train,
             processing_class=student_tok,
-            compute_metrics=build_compute_metrics(2, self.task.metrics, self.task.name),
+            compute_metrics=self.compute_metrics,
             **({"teacher_processing_class": teacher_tok} if cross else {}),
         )
         start = time.perf_counter()
         train_metrics = trainer.train().metrics
         seconds = time.perf_counter() - start
         # accuracy needs no teacher: a plain evaluation (the DistillTrainer's would run the teacher for its eval loss)
-        metrics = evaluate(trainer.model, student_tok, val, args, build_compute_metrics(2, self.task.metrics))
+        metrics = evaluate_model(trainer.model, student_tok, val, args, self.compute_metrics)
         trainer.save_model()
         record = {
             "name": spec["name"],
@@ -283,7 +275,7 @@ class Bench:
             "losses": trainer.loss_weights,
             "cross_tokenizer": cross,
             "initialisation": getattr(student, "distillkit_init_notes", []),
-            **cpu_latencies(trainer.model, student_tok, self.probe, self.max_length),
+            **self.latencies(trainer.model, student_tok),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(str(path), json.dumps(record, indent=2))
@@ -291,14 +283,21 @@ class Bench:
         gc.collect()
         return record
 
-    def remeasure_latency(self, teacher: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-        """Time every saved model again, one after the other, once training is over: latencies measured while
-        other work shared the CPU are not comparable. Updates the records and their JSON files in place."""
+    def latencies(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        """Timed as each run ends, unless every model is re-timed at the end anyway (--remeasure_latency)."""
+        return {} if self.cli.remeasure_latency else cpu_latencies(model, tokenizer, self.probe, self.max_length)
+
+    def remeasure_latency(self, teacher: dict[str, Any], runs: list[dict[str, Any]], everything: bool) -> None:
+        """Time the saved models one after the other once training is over: all of them (`everything`: latencies
+        measured while other work shared the CPU are not comparable), else those that have no timing yet (runs of
+        an earlier --remeasure_latency invocation stopped before its end). Updates the records and JSON files."""
         targets = [(teacher, self.out / "teacher", self.out / "teacher.json")]
         for run in runs:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
         for record, model_dir, json_path in targets:
+            if not everything and "latency_fp32_ms" in record:
+                continue
             model = AutoModelForSequenceClassification.from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
             record.update(cpu_latencies(model, tokenizer, self.probe, self.max_length), latency_remeasured=True)
@@ -491,8 +490,7 @@ def main() -> None:
     wall = time.perf_counter()
     teacher = bench.teacher()
     runs = bench.students(cli.only)
-    if cli.remeasure_latency:
-        bench.remeasure_latency(teacher, runs)
+    bench.remeasure_latency(teacher, runs, everything=cli.remeasure_latency)
     baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
     rows = summarize(teacher, runs, baselines)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cli.use_cpu else "CPU"
