@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,19 +16,22 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str 
     return "\n".join("  ".join(pad(c, w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
-def run_cli(main: Callable[[], Any], exit_codes: dict[type[BaseException], int] | None = None) -> None:
+def run_cli(
+    main: Callable[[], Any], exit_codes: dict[type[BaseException], int] | None = None, debug: bool | None = None
+) -> None:
     """Run `main()`; a known error prints `error: <one paragraph>` and exits with its code (2 for bad input).
 
-    `--debug` anywhere on the command line shows the Python traceback instead. An error's own `exit_code`
+    `--debug` on the command line (or `debug=True`) shows the Python traceback instead. An error's own `exit_code`
     attribute, when it has one, wins (interruptions exit with 130 / 143 as shells expect).
     """
     from .hub import PushError
     from .resilience import InterruptedRun, NonFiniteLossError
 
     codes = {ValueError: 2, OSError: 2, PushError: 3, NonFiniteLossError: 4, InterruptedRun: 143, **(exit_codes or {})}
-    debug = "--debug" in sys.argv
-    if debug:
-        sys.argv.remove("--debug")
+    if debug is None:
+        debug = "--debug" in sys.argv
+        if debug:
+            sys.argv.remove("--debug")
     try:
         main()
     except tuple(codes) as err:
@@ -37,3 +41,43 @@ def run_cli(main: Callable[[], Any], exit_codes: dict[type[BaseException], int] 
         prefix = "" if isinstance(err, InterruptedRun) else "error: "
         print(f"{prefix}{' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(code) from None
+
+
+def _accelerate_prefix() -> list[str]:
+    """`accelerate launch [its options]` when this process was started by it (read from the parent's command
+    line, Linux only), else []: so that a recorded command can be run again as it was typed."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            parent = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+    names = [os.path.basename(a) for a in parent]
+    if "launch" not in parent or not any(n.startswith("accelerate") for n in names[: parent.index("launch")]):
+        return []
+    options = parent[parent.index("launch") + 1 :]
+    here = os.path.abspath(sys.argv[0])
+    for i, token in enumerate(options):  # the launch options end where the script (or `-m module`) begins
+        if token in ("-m", "--module") or os.path.abspath(token) == here or token.endswith(".py"):
+            return ["accelerate", "launch", *options[:i]]
+    return ["accelerate", "launch", *options]
+
+
+def invocation(command: str) -> list[str]:
+    """How the user started `command`, as typed: `distillkit distill`, `python -m distillkit distill`,
+    `python scripts/distill.py`, each behind `accelerate launch ...` when it launched this process."""
+    first = sys.argv[0] if sys.argv else ""
+    base = os.path.basename(first)
+    if base == "__main__.py" or first == "-m":
+        own = ["-m", "distillkit", command]
+        launcher = _accelerate_prefix()
+        return [*launcher, *own] if launcher else ["python", *own]
+    if base.endswith(".py"):
+        launcher = _accelerate_prefix()
+        return [*launcher, first] if launcher else ["python", first]
+    launcher = _accelerate_prefix()
+    return [*launcher, "distillkit", command] if launcher else ["distillkit", command]
+
+
+def command_name(command: str) -> str:
+    """The command as the user can type it in messages (`distillkit push`, or the script they used)."""
+    return " ".join(invocation(command))

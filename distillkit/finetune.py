@@ -11,7 +11,9 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
 
+from .checks import total_steps
 from .config import DistillConfig, TeacherArguments
+from .progress import TimeEstimate, announce
 from .resilience import save_then_move
 
 logger = logging.getLogger(__name__)
@@ -122,14 +124,31 @@ def finetune_teacher(
     compute_metrics: Any,
 ) -> tuple[PreTrainedModel, dict[str, float]]:
     """Fine-tune the teacher on the task (fully, or with LoRA and then merged), save it under
-    `<output_dir>/teacher`, and return it with its evaluation metrics (empty without an eval set)."""
+    `<output_dir>/teacher`, and return it with its evaluation metrics (empty without an eval set).
+
+    The stage runs at least `teacher_min_steps` optimisation steps: on a small data set a few epochs are only a few
+    dozen steps, too few for a fine-tuning that beats the majority class.
+    """
     output_dir = os.path.join(args.output_dir, "teacher")
+    max_steps = teacher_args.teacher_max_steps
+    if max_steps <= 0 and teacher_args.teacher_min_steps > 0:
+        batch = teacher_args.teacher_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
+        planned = total_steps(len(train_dataset), batch, teacher_args.teacher_num_train_epochs)
+        if planned < teacher_args.teacher_min_steps:
+            max_steps = teacher_args.teacher_min_steps
+            logger.info(
+                "teacher stage: %g epochs of %d rows are %d steps, fewer than teacher_min_steps: training %d steps",
+                teacher_args.teacher_num_train_epochs,
+                len(train_dataset),
+                planned,
+                max_steps,
+            )
     stage_args = dataclasses.replace(
         args,
         output_dir=output_dir,
         learning_rate=teacher_args.teacher_learning_rate,
         num_train_epochs=teacher_args.teacher_num_train_epochs,
-        max_steps=teacher_args.teacher_max_steps,
+        max_steps=max_steps,
         per_device_train_batch_size=teacher_args.teacher_batch_size,
         eval_strategy="no",
         save_strategy="no",
@@ -149,7 +168,7 @@ def finetune_teacher(
         model = get_peft_model(teacher, lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("teacher stage: LoRA r=%d, %d trainable parameters", teacher_args.teacher_lora_r, trainable)
-    logger.info("teacher stage: fine-tuning the teacher on the task before distilling")
+    announce("teacher stage", f"fine-tuning the teacher on {len(train_dataset):,} rows before distilling")
     trainer = Trainer(
         model=model,
         args=stage_args,
@@ -157,6 +176,7 @@ def finetune_teacher(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
+        callbacks=[TimeEstimate("teacher stage")],
     )
     trainer.train()
     if teacher_args.teacher_lora_r:

@@ -2,20 +2,22 @@
 
 The facts behind a card are kept as `distillkit_card.json` next to the student, so that later steps (exports) can
 add to them and render the card again. Rendering uses `huggingface_hub.ModelCard` with the Jinja template in
-`model_cards/student.md`, so the YAML metadata (base model, datasets, model-index results, tags) is what the hub reads.
+`distillkit/templates/student.md` (shipped inside the package), so the YAML metadata (base model, datasets,
+model-index results, tags) is what the hub reads.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .resilience import atomic_write_text
 
-TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards", "student.md")
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "student.md")
 CARD_INFO = "distillkit_card.json"
 RECIPE_FILE = "distillkit_recipe.yaml"
 # never pushed: checkpoints (they hold optimizer state), the fine-tuned teacher, pickled arguments, run logs
@@ -44,16 +46,43 @@ def _scores(info: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def hub_dataset(info: dict[str, Any]) -> str | None:
+    """The hub dataset the student was trained on: GLUE only when the data came from the hub, not local files."""
+    if "data" in info:
+        return (info["data"] or {}).get("hub_dataset")
+    return GLUE_DATASET if info.get("task") else None  # cards written before the data report
+
+
+def dataset_label(info: dict[str, Any]) -> str | None:
+    """How the card names the data: the given name, GLUE TASK from the hub, or TASK from local files."""
+    task = info.get("task")
+    if info.get("dataset_name"):
+        return info["dataset_name"]
+    if task:
+        return f"GLUE {task.upper()}" if hub_dataset(info) else f"{task.upper()} (local files)"
+    return None
+
+
+def data_lines(info: dict[str, Any]) -> list[str]:
+    """One line per split: the file (or hub split) and how many rows were read and used."""
+    lines = []
+    for split, entry in ((info.get("data") or {}).get("splits") or {}).items():
+        where = f"`{os.path.basename(entry['file'])}`" if entry.get("file") else f"the hub's {split} split"
+        used, read = entry["rows_used"], entry["rows_read"]
+        lines.append(f"{split}: {where}, {used:,} rows" + (f" (the first {used:,} of {read:,})" if used < read else ""))
+    return lines
+
+
 def card_data(info: dict[str, Any]) -> ModelCardData:
     """The YAML metadata: library, base model (the teacher), dataset, model-index results, tags, license."""
     task = info.get("task")
-    dataset = GLUE_DATASET if task else None
+    dataset = hub_dataset(info)
     results = [
         EvalResult(
             task_type="text-classification",
             dataset_type=dataset or "custom",
-            dataset_name=f"GLUE {task.upper()}" if task else info.get("dataset_name") or "custom data",
-            dataset_config=task,
+            dataset_name=dataset_label(info) or "custom data",
+            dataset_config=task if dataset else None,
             dataset_split="validation",
             metric_type=row["metric"],
             metric_value=float(row["student"]),
@@ -83,7 +112,9 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         name=info["name"],
         repo_id=info.get("repo_id") or info["name"],
         teacher=info["teacher"],
-        dataset=info.get("dataset_name") or (f"GLUE {info['task'].upper()}" if info.get("task") else None),
+        dataset=dataset_label(info),
+        data_lines=data_lines(info),
+        warnings=info.get("warnings") or [],
         student=student,
         teacher_size=teacher,
         sharing=f"ALBERT-style, {student['layer_groups']} group(s) of shared weights" if shared else "none",
@@ -161,6 +192,50 @@ def push_student(
         raise PushError(
             f"push of {output_dir!r} to {repo_id!r} failed: {type(err).__name__}: {reason[0]}. The student in "
             f"{output_dir!r} is complete; push it later with "
-            f"`python scripts/push.py {output_dir} --hub_model_id {repo_id}`."
+            f"`distillkit push {output_dir} --hub_model_id {repo_id}`."
         ) from None
     return str(getattr(commit, "commit_url", commit))
+
+
+def _teacher_license(teacher: str) -> str | None:
+    card = os.path.join(teacher, "README.md")
+    if not os.path.isfile(card):
+        return None  # a hub teacher: its license is on its own card; nothing is fetched for ours
+    try:
+        return ModelCard.load(card).data.license
+    except Exception:  # a README without metadata
+        return None
+
+
+def card_info(
+    model_args: Any,
+    task: Any,
+    args: Any,
+    trainer: Any,
+    result: Any,
+    latency: dict[str, Any] | None,
+    command: list[str],
+    dataset_name: str | None = None,
+) -> dict[str, Any]:
+    teacher = model_args.teacher_name or model_args.teacher
+    length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+    return {
+        "name": os.path.basename(os.path.normpath(args.output_dir)),
+        "repo_id": args.hub_model_id,
+        "teacher": teacher,
+        "base_model": None if os.path.isdir(teacher) else teacher,
+        "license": _teacher_license(model_args.teacher),
+        "task": task.name if task else None,
+        "dataset_name": dataset_name,
+        "sizes": result.sizes,
+        "latency": latency,
+        "loss_weights": trainer.loss_weights,
+        "temperature": args.temperature,
+        "layer_map": args.layer_map,
+        "epochs": f"{length}, batch {args.per_device_train_batch_size} per device, learning rate "
+        f"{args.learning_rate:g}",
+        "command": shlex.join(command),
+        "recipe": True,
+        "metrics": {k: v for k, v in result.metrics.items() if k.startswith("eval_")},
+        "teacher_metrics": result.teacher_metrics,
+    }

@@ -15,21 +15,32 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from huggingface_hub import ModelCard
-from transformers import Trainer, set_seed
+from transformers import IntervalStrategy, Trainer, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
+from .checks import (
+    check_evaluation,
+    check_report_to,
+    fit_max_seq_length,
+    labels_in_use,
+    one_class_note,
+    scaled_logging_steps,
+    warn_if_not_smaller,
+)
+from .cli import invocation
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
-from .hub import RECIPE_FILE, push_student, write_card
+from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, write_card
 from .metrics import build_compute_metrics
+from .progress import TimeEstimate, announce
 from .recipes import dump_recipe
 from .resilience import (
     InterruptedRun,
     NonFiniteLossError,
     StopOnSignal,
     atomic_write_text,
+    finished_run,
     latest_checkpoint,
     resolve_resume,
 )
@@ -40,6 +51,7 @@ from .trainer import DistillTrainer
 logger = logging.getLogger(__name__)
 
 _PUSH_FIELDS = ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
+DATA_REPORT = "data_report.json"  # which rows were read and used
 
 
 @dataclass
@@ -53,10 +65,11 @@ class RunResult:
     sizes: dict[str, Any] = field(default_factory=dict)
 
 
-def _load_data(data_args: DataArguments) -> tuple[Task | None, Any, str, str | None]:
+def _load_data(data_args: DataArguments) -> tuple[Task | None, Any, str, str | None, dict[str, Any]]:
+    """(task, raw splits, text column, pair column, the data report: where the rows came from and how many)."""
     task = get_task(data_args.task) if data_args.task else None
     text, pair = resolve_columns(task, data_args.text_column, data_args.text_pair_column)
-    raw = load_task_data(task, data_args.train_file, data_args.validation_file)
+    raw = load_task_data(task, data_args.train_file, data_args.validation_file, data_args.label_column)
     if "train" not in raw:
         raise ValueError("--train_file is required to train a student.")
     columns = raw["train"].column_names
@@ -65,10 +78,25 @@ def _load_data(data_args: DataArguments) -> tuple[Task | None, Any, str, str | N
             f"task {task.name!r} is a sentence-pair task but the data has no second text column {pair!r} "
             f"(columns: {columns}); name both with --text_column and --text_pair_column."
         )
+    local = bool(data_args.train_file or data_args.validation_file)
+    report: dict[str, Any] = {
+        "source": "local files" if local else f"{GLUE_DATASET} ({task.name})" if task else "hub",
+        "hub_dataset": None if local or task is None else GLUE_DATASET,
+        "task": task.name if task else None,
+        "splits": {},
+    }
+    files = {"train": data_args.train_file, "validation": data_args.validation_file}
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
-        if limit is not None and split in raw:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
-    return task, raw, text, pair
+        if split not in raw:
+            continue
+        read = len(raw[split])
+        if limit is not None:
+            raw[split] = raw[split].select(range(min(limit, read)))
+        path = files[split]
+        report["splits"][split] = {"file": os.path.abspath(path) if path else None, "rows_read": read,
+                                   "rows_used": len(raw[split])}  # fmt: skip
+        logger.info("data: %s, %d rows read, %d used", path or split, read, len(raw[split]))
+    return task, raw, text, pair, report
 
 
 def _check_writable(output_dir: str) -> None:
@@ -109,7 +137,14 @@ def evaluate_model(
 ) -> dict[str, float]:
     """A model's metrics on data in its own tokenization, with a plain `Trainer` (no teacher is run; columns the
     model does not take, such as teacher_*, are dropped)."""
-    trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
+    # this Trainer evaluates once, on the data given here: no evaluation schedule (which would want an eval_dataset
+    # at construction), and no best-model tracking
+    saved = args.eval_strategy, args.load_best_model_at_end
+    args.eval_strategy, args.load_best_model_at_end = IntervalStrategy.NO, False
+    try:
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
+    finally:
+        args.eval_strategy, args.load_best_model_at_end = saved
     return trainer.evaluate(dataset, metric_key_prefix=prefix)
 
 
@@ -173,8 +208,8 @@ def run(
     args: DistillConfig,
     command: list[str] | None = None,
 ) -> RunResult:
-    """Run the whole job."""
-    command = command or ["python", "scripts/distill.py", *sys.argv[1:]]
+    """Run the whole job. Everything that could fail after training is checked before the first step."""
+    command = command or [*invocation("distill"), *sys.argv[1:]]
     if not model_args.teacher or not model_args.student:
         raise ValueError("--teacher and --student are required (a hub name or a local directory each).")
     # the hub settings are taken out of the arguments: nothing is pushed before the run is finished and evaluated,
@@ -183,9 +218,13 @@ def run(
     if push["push_to_hub"] and not push["hub_model_id"]:
         raise ValueError("--push_to_hub needs --hub_model_id NAME (the repository to create or update).")
     args.push_to_hub, args.hub_token = False, None
+    check_report_to(args.report_to)
 
-    task, raw, text_column, pair_column = _load_data(data_args)  # a bad file or column fails before any model loads
+    task, raw, text_column, pair_column, data_report = _load_data(data_args)  # bad files fail before any model
+    check_evaluation(args, "validation" in raw)
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
+    if resume is not None and (done := finished_run(args.output_dir, resume)) is not None:
+        return RunResult(output_dir=args.output_dir, **done)
     _check_writable(args.output_dir)
     set_seed(args.seed)  # a base teacher gets a freshly initialised head: seeded, so that runs repeat
     teacher, tokenizer, needs_stage, teacher_dir = _teacher(
@@ -194,6 +233,9 @@ def run(
     num_labels = teacher.config.num_labels
     student_tokenizer = pick_student_tokenizer(model_args, tokenizer)
     cross = student_tokenizer is not tokenizer  # each model tokenizes the text itself
+    student = make_student(model_args, teacher, args.seed)
+    configs = {"teacher": teacher.config, "student": student.config}
+    data_args.max_seq_length = fit_max_seq_length(data_args.max_seq_length, configs)
     encode = {
         "text_column": text_column,
         "text_pair_column": pair_column,
@@ -205,14 +247,19 @@ def run(
     teacher_data = tokenize_dataset(raw, tokenizer, **encode)
     data = tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=tokenizer) if cross else teacher_data
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
-    student = make_student(model_args, teacher, args.seed)
     DistillTrainer.check_setup(student, teacher.config, args, data["train"], cross)  # fit, losses, map, labels
+    if "labels" in data["train"].column_names:
+        labels_in_use(data["train"]["labels"], num_labels, teacher.config.id2label)
+    seq_len = data_args.max_seq_length
+    warn_if_not_smaller(size_report(student, seq_len)["parameters"], size_report(teacher, seq_len)["parameters"])
+    scaled_logging_steps(args, len(data["train"]))
 
     # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here ----
     result = RunResult(output_dir=args.output_dir, metrics={}, teacher_dir=teacher_dir)
     if teacher_dir and os.path.isfile(os.path.join(teacher_dir, "eval_results.json")):
         with open(os.path.join(teacher_dir, "eval_results.json"), encoding="utf-8") as f:
             result.teacher_metrics = json.load(f)
+    notes: list[str] = []
     if needs_stage:
         teacher, result.teacher_metrics = finetune_teacher(
             teacher,
@@ -224,10 +271,13 @@ def run(
             compute_metrics,
         )
         result.teacher_dir = os.path.join(args.output_dir, "teacher")
-        logger.info("teacher stage done: %s", result.teacher_metrics)
+        scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in _scores_of(result.teacher_metrics))
+        logger.info("teacher stage done: %s", scores or "(no validation data: not scored)")
+        notes += _check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
         student = make_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
     stop = StopOnSignal()
+    announce("distillation", f"{len(data['train']):,} rows, losses {args.loss_weights()}")
     trainer = DistillTrainer(
         model=student,
         teacher=teacher,
@@ -236,20 +286,22 @@ def run(
         eval_dataset=data.get("validation"),
         processing_class=student_tokenizer,
         compute_metrics=compute_metrics,
-        callbacks=[stop],
+        callbacks=[stop, TimeEstimate("distillation")],
         **({"teacher_processing_class": tokenizer} if cross else {}),
     )
-    seq_len = data_args.max_seq_length
     result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
     result.sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
     logger.info("model sizes (FLOPs per token at sequence length %d):\n%s", seq_len, format_size_table(result.sizes))
     if args.should_save:  # the teacher cache was checked as the trainer was built: write the run down
         os.makedirs(args.output_dir, exist_ok=True)
-        header = "The run that made this student: python scripts/distill.py --config distillkit_recipe.yaml"
-        dump_recipe(
-            os.path.join(args.output_dir, RECIPE_FILE), model_args, data_args, teacher_args, args, header=header
+        header = (
+            "The run that made this student. Run it again with: distillkit distill --config distillkit_recipe.yaml\n"
+            f"(it was started as: {shlex.join(command)}; paths here are absolute)"
         )
+        path = os.path.join(args.output_dir, RECIPE_FILE)
+        dump_recipe(path, model_args, data_args, teacher_args, args, header=header, absolute_paths=True)
         write_size_report(args.output_dir, result.sizes)
+        atomic_write_text(os.path.join(args.output_dir, DATA_REPORT), json.dumps(data_report, indent=2))
 
     train_metrics = _train(trainer, resume, stop, command)
     trainer.save_model()  # the student and its tokenizer, loadable with plain transformers
@@ -257,15 +309,18 @@ def run(
     trainer.save_metrics("train", train_metrics)
     result.metrics = dict(train_metrics)
     if "validation" in data:
+        announce("evaluation", f"{len(data['validation']):,} validation rows")
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
         result.metrics.update(eval_metrics)
+        notes += [n for n in [one_class_note("student", compute_metrics.last_summary or {})] if n]
     trainer.save_state()
     if "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
         result.teacher_metrics = evaluate_model(
             teacher, tokenizer, teacher_data["validation"], args, compute_metrics, prefix="teacher_eval"
         )
+        notes += [n for n in [one_class_note("teacher", compute_metrics.last_summary or {})] if n]
     if args.should_save:
         if result.teacher_metrics:
             path = os.path.join(args.output_dir, "teacher_eval_results.json")
@@ -281,11 +336,31 @@ def run(
                 "student": model_latency_ms(trainer.model, student_inputs),
                 "note": threads_note(1, len(inputs)),
             }
-        info = _card_info(model_args, task, args, trainer, result, latency, command, data_args.dataset_name)
-        write_card(args.output_dir, info)
+        info = card_info(model_args, task, args, trainer, result, latency, command, data_args.dataset_name)
+        write_card(args.output_dir, {**info, "data": data_report, "warnings": notes})
     if push["push_to_hub"] and args.should_save:  # the main process pushes, once
         push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
+
+
+def _scores_of(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
+    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith(skip)]
+
+
+def _check_teacher(summary: dict[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
+    """Stop before distillation when the fine-tuned teacher is no better than the majority class."""
+    if not summary:
+        return []  # regression, or no validation data
+    if summary["accuracy"] <= summary["majority_rate"] and not allow_weak:
+        raise ValueError(
+            f"the fine-tuned teacher scores {summary['accuracy']:.4f} accuracy on the validation data, no better "
+            f"than always answering the majority class ({summary['majority_rate']:.4f}): distilling it would teach "
+            "the student nothing. Train the teacher longer (--teacher_num_train_epochs, --teacher_min_steps) or with "
+            f"a higher --teacher_learning_rate, or pass --allow_weak_teacher to go on (teacher: {teacher_dir})."
+        )
+    note = one_class_note("teacher", summary)
+    return [note] if note else []
 
 
 def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, command: list[str]) -> dict[str, Any]:
@@ -307,47 +382,3 @@ def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, comm
             stop.received,
         )
     return metrics
-
-
-def _teacher_license(teacher: str) -> str | None:
-    card = os.path.join(teacher, "README.md")
-    if not os.path.isfile(card):
-        return None  # a hub teacher: its license is on its own card; nothing is fetched for ours
-    try:
-        return ModelCard.load(card).data.license
-    except Exception:  # a README without metadata
-        return None
-
-
-def _card_info(
-    model_args: ModelArguments,
-    task: Task | None,
-    args: DistillConfig,
-    trainer: DistillTrainer,
-    result: RunResult,
-    latency: dict[str, Any] | None,
-    command: list[str],
-    dataset_name: str | None = None,
-) -> dict[str, Any]:
-    teacher = model_args.teacher_name or model_args.teacher
-    length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
-    return {
-        "name": os.path.basename(os.path.normpath(args.output_dir)),
-        "repo_id": args.hub_model_id,
-        "teacher": teacher,
-        "base_model": None if os.path.isdir(teacher) else teacher,
-        "license": _teacher_license(model_args.teacher),
-        "task": task.name if task else None,
-        "dataset_name": dataset_name,
-        "sizes": result.sizes,
-        "latency": latency,
-        "loss_weights": trainer.loss_weights,
-        "temperature": args.temperature,
-        "layer_map": args.layer_map,
-        "epochs": f"{length}, batch {args.per_device_train_batch_size} per device, learning rate "
-        f"{args.learning_rate:g}",
-        "command": shlex.join(command),
-        "recipe": True,
-        "metrics": {k: v for k, v in result.metrics.items() if k.startswith("eval_")},
-        "teacher_metrics": result.teacher_metrics,
-    }

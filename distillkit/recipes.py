@@ -14,8 +14,8 @@ from transformers import HfArgumentParser
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 
 
-def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TeacherArguments, DistillConfig))
+def build_parser(prog: str | None = None) -> HfArgumentParser:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TeacherArguments, DistillConfig), prog=prog)
     parser.add_argument("--config", default=None, help="A YAML recipe of the fields below; flags override it.")
     return parser
 
@@ -31,16 +31,16 @@ def load_recipe(path: str, parser: HfArgumentParser | None = None) -> dict[str, 
     known = {action.dest for action in (parser or build_parser())._actions}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"recipe {path!r} has unknown field(s) {unknown}; see `scripts/distill.py --help`.")
+        raise ValueError(f"recipe {path!r} has unknown field(s) {unknown}; see `distillkit distill --help`.")
     return values
 
 
 def parse_args(
-    argv: Sequence[str] | None = None,
+    argv: Sequence[str] | None = None, prog: str | None = None
 ) -> tuple[ModelArguments, DataArguments, TeacherArguments, DistillConfig]:
     """Parse `--config recipe.yaml` (optional) and command-line flags into the four dataclasses; flags win."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     known, _ = parser.parse_known_args(argv)
     if known.config:
         # the recipe becomes the parser's defaults, so any flag given on the command line overrides it
@@ -75,9 +75,23 @@ def recipe_values(*configs: Any) -> dict[str, Any]:
     return values
 
 
-def dump_recipe(path: str, *configs: Any, header: str = "") -> None:
-    """Write `recipe_values(*configs)` as a flat YAML recipe that `--config` reads back."""
+# fields that name files or folders: written absolute (when they exist here) so the recipe works from any folder
+PATH_FIELDS = ("teacher", "student", "train_file", "validation_file", "teacher_cache", "output_dir", "logging_dir")
+
+
+def dump_recipe(path: str, *configs: Any, header: str = "", absolute_paths: bool = False) -> None:
+    """Write `recipe_values(*configs)` as a flat YAML recipe that `--config` reads back.
+
+    With `absolute_paths`, local paths (the output folder, and any other path field that exists on disk; hub names
+    are left alone) are written absolute, so that the recipe runs the same from another folder.
+    """
+    values = recipe_values(*configs)
+    if absolute_paths:
+        for name in PATH_FIELDS:
+            value = values.get(name)
+            if isinstance(value, str) and value and (name == "output_dir" or os.path.exists(value)):
+                values[name] = os.path.abspath(value)
     with open(path, "w", encoding="utf-8") as f:
         if header:
             f.write("".join(f"# {line}\n" for line in header.splitlines()))
-        yaml.safe_dump(recipe_values(*configs), f, sort_keys=False)
+        yaml.safe_dump(values, f, sort_keys=False)

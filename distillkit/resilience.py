@@ -44,11 +44,18 @@ def atomic_write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private (0600): give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def save_then_move(output_dir: str, save: Callable[[str], Any], last: tuple[str, ...] = ("config.json",)) -> None:
@@ -146,3 +153,32 @@ class StopOnSignal(TrainerCallback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def finished_run(output_dir: str, checkpoint: str) -> dict[str, Any] | None:
+    """For a run asked to resume that had already finished: its results as saved (metrics, teacher_metrics,
+    teacher_dir), so that nothing is trained or rewritten; None when there is something left to train."""
+    final = os.path.join(output_dir, "trainer_state.json")
+    if not (os.path.isfile(final) and os.path.isfile(os.path.join(output_dir, "train_results.json"))):
+        return None
+
+    def read(path: str) -> dict[str, Any]:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    state, at_checkpoint = read(final), read(os.path.join(checkpoint, "trainer_state.json"))
+    if state["global_step"] < at_checkpoint["global_step"] or state["global_step"] < state.get("max_steps", 0):
+        return None  # the checkpoint is newer than the finished reports, or the run stopped early
+    logger.warning(
+        "the run in %s had finished (step %d): nothing to resume; its student and reports are left as they were",
+        output_dir,
+        state["global_step"],
+    )
+    teacher_file = os.path.join(output_dir, "teacher_eval_results.json")
+    teacher_dir = os.path.join(output_dir, "teacher")
+    results = os.path.join(output_dir, "all_results.json")
+    return {
+        "metrics": read(results) if os.path.isfile(results) else {},
+        "teacher_metrics": read(teacher_file) if os.path.isfile(teacher_file) else {},
+        "teacher_dir": teacher_dir if os.path.isdir(teacher_dir) else None,
+    }

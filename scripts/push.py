@@ -1,31 +1,7 @@
 #!/usr/bin/env python
-"""Push an already trained student directory (weights, tokenizer, card, recipe) to a model hub.
+"""`distillkit push` for a clone: `python scripts/push.py` takes the same flags (see `--help`)."""
 
-    python scripts/push.py outputs/sst2-tiny --hub_model_id your-name/bert-tiny-sst2 [--private]
-
-The token comes from --hub_token, else the usual discovery (HF_TOKEN, or `hf auth login`). Checkpoints, the
-fine-tuned teacher and pickled files stay local.
-"""
-
-from __future__ import annotations
-
-import argparse
-
-from distillkit.cli import run_cli
-from distillkit.hub import push_student
-
-
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("output_dir", help="a student directory written by scripts/distill.py")
-    parser.add_argument("--hub_model_id", required=True, help="the repository to create or update, owner/name")
-    parser.add_argument("--hub_token", default=None, help="a write token (default: HF_TOKEN or the cached login)")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    opts = parser.parse_args(argv)
-    url = push_student(opts.output_dir, opts.hub_model_id, opts.hub_token, opts.private or None)
-    print(f"pushed {opts.output_dir} to {opts.hub_model_id}: {url}")
-    return url
-
+from distillkit.commands import script_main
 
 if __name__ == "__main__":
-    run_cli(main)
+    script_main("push")

@@ -131,12 +131,9 @@ def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):
 
 
 def _load_script():
-    import importlib.util
+    from distillkit.commands import benchmark
 
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark
 
 
 @pytest.mark.parametrize("profile", [None, "gpu", "cpu"])

@@ -1,5 +1,4 @@
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _export_main():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import export
-    finally:
-        sys.path.pop(0)
+    from distillkit.commands import export
+
     return export.main
 
 

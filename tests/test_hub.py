@@ -1,6 +1,5 @@
 import base64
 import json
-import sys
 from pathlib import Path
 
 import httpx2
@@ -160,11 +159,8 @@ def test_push_script_pushes_a_trained_directory(tmp_path, trained_teacher_dir, f
     out, flags = _distill(tmp_path, trained_teacher_dir)
     run(*parse_args(flags))
     hub = fake_hub()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import push
-    finally:
-        sys.path.pop(0)
+    from distillkit.commands import push
+
     url = push.main([str(out), "--hub_model_id", "me/student", "--hub_token", TOKEN])
     assert url.endswith("/commit/abc") and "model.safetensors" in hub.files
     assert b'from_pretrained("me/student")' in hub.files["README.md"]  # the card now names its repository

@@ -58,11 +58,8 @@ def test_distill_script_end_to_end_on_a_tsv(tmp_path, trained_teacher_dir, data_
 
 
 def _main():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import distill
-    finally:
-        sys.path.pop(0)
+    from distillkit.commands import distill
+
     return distill.main
 
 

@@ -1,12 +1,13 @@
-"""Data: GLUE tasks by name and local csv / tsv / json files -> tokenized `datasets` ready for `DistillTrainer`."""
+"""Tasks (GLUE by name, or local files) -> tokenized `datasets` for `DistillTrainer`: columns, labels, encoding."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
+
+from .files import load_files
 
 
 @dataclass(frozen=True)
@@ -64,63 +65,18 @@ def resolve_columns(task: Task | None, text_column: str | None, text_pair_column
     return text, pair
 
 
-# extension -> (datasets builder, delimiter)
-_FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
-
-
-def load_files(train_file: str | None = None, validation_file: str | None = None) -> DatasetDict:
-    """Read local data files (csv, tsv or json lines) with the `datasets` builders; bad files fail here."""
-    files = {split: path for split, path in (("train", train_file), ("validation", validation_file)) if path}
-    if not files:
-        raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
-    builders = set()
-    for split, path in files.items():
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{split} file {path!r} does not exist; check the path given to --{split}_file.")
-        if os.path.getsize(path) == 0:
-            raise ValueError(f"{split} file {path!r} is empty; give a file with a header and at least one row.")
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in _FORMATS:
-            raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(_FORMATS)}.")
-        if _FORMATS[ext][0] == "csv" and _count_lines(path, 2) < 2:
-            raise ValueError(f"{split} file {path!r} has a header but no rows.")
-        builders.add(_FORMATS[ext])
-    if len(builders) > 1:
-        raise ValueError(f"train and validation files must share a format (got {sorted(files.values())}).")
-    builder, delimiter = builders.pop()
-    kwargs = {"delimiter": delimiter} if delimiter else {}
-    try:
-        data = load_dataset(builder, data_files=files, **kwargs)
-    except Exception as err:  # the builders raise many types (pyarrow, pandas, json): one clear message instead
-        raise ValueError(
-            f"could not read {sorted(files.values())} as {builder}: {err}. Check the file's format."
-        ) from err
-    for split, dataset in data.items():
-        if len(dataset) == 0:
-            raise ValueError(f"{split} file {files[split]!r} has a header but no rows.")
-    return data
-
-
-def _count_lines(path: str, limit: int) -> int:
-    """Non-blank lines in the file, counting no further than `limit`."""
-    count = 0
-    with open(path, "rb") as f:
-        for line in f:
-            count += bool(line.strip())
-            if count >= limit:
-                break
-    return count
-
-
 def load_task_data(
-    task: Task | None = None, train_file: str | None = None, validation_file: str | None = None
+    task: Task | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    label_column: str | None = None,
 ) -> DatasetDict:
     """Local files when given (with or without a task), else the task's GLUE data through `datasets`.
 
     The result has a "train" split and, when there is one, a "validation" split (MNLI's validation_matched).
     """
     if train_file or validation_file:
-        return load_files(train_file, validation_file)
+        return load_files(train_file, validation_file, label_column)
     if task is None:
         raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
     data = load_dataset("glue", task.name)

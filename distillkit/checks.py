@@ -1,0 +1,148 @@
+"""Checks made before the first training step, for what would otherwise fail or mislead after the training time is
+spent: evaluation without data, logging integrations that are not installed, inputs longer than a model's positions,
+a "student" larger than its teacher; and, after evaluation, models that learned nothing but the majority class."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from transformers.integrations import integration_utils
+
+logger = logging.getLogger(__name__)
+
+# models whose learned positions start after the padding index (RoBERTa's convention): pad_token_id + 1 fewer usable
+_PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text", "ernie_m"}
+
+# report_to name -> (the transformers check, what to install)
+_INTEGRATIONS: dict[str, tuple[Callable[[], bool], str]] = {
+    "tensorboard": (integration_utils.is_tensorboard_available, "pip install tensorboard (or distillkit[tensorboard])"),
+    "wandb": (integration_utils.is_wandb_available, "pip install wandb"),
+    "mlflow": (integration_utils.is_mlflow_available, "pip install mlflow"),
+    "comet_ml": (integration_utils.is_comet_available, "pip install comet_ml"),
+    "clearml": (integration_utils.is_clearml_available, "pip install clearml"),
+    "trackio": (integration_utils.is_trackio_available, "pip install trackio"),
+    "codecarbon": (integration_utils.is_codecarbon_available, "pip install codecarbon"),
+    "dvclive": (integration_utils.is_dvclive_available, "pip install dvclive"),
+    "swanlab": (integration_utils.is_swanlab_available, "pip install swanlab"),
+    "neptune": (integration_utils.is_neptune_available, "pip install neptune"),
+    "azure_ml": (integration_utils.is_azureml_available, "pip install azureml-core"),
+    "dagshub": (integration_utils.is_dagshub_available, "pip install dagshub mlflow"),
+}
+
+DEFAULT_LOGGING_STEPS = 500  # TrainingArguments' own default
+ONE_CLASS_SHARE = 0.95  # a model that gives one answer to more than this share of the validation rows is flagged
+
+
+def check_report_to(report_to: list[str] | str | None) -> None:
+    """Each logging integration asked for (`--report_to`) must be installed; say what to install otherwise."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        if name in ("none", "all") or name not in _INTEGRATIONS:
+            continue  # "all" means the installed ones; an unknown name is refused by TrainingArguments itself
+        available, install = _INTEGRATIONS[name]
+        if not available():
+            raise ValueError(f"--report_to {name}: {name} is not installed. Install it ({install}) or drop the flag.")
+
+
+def check_evaluation(args: Any, has_validation: bool) -> None:
+    """Evaluation during training (or picking the best checkpoint) needs validation data."""
+    strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+    if has_validation:
+        return
+    if strategy not in (None, "no"):
+        raise ValueError(
+            f"--eval_strategy {strategy} evaluates during training, but no validation data was given: pass "
+            "--validation_file (or a --task with a validation split), or set --eval_strategy no."
+        )
+    if args.load_best_model_at_end:
+        raise ValueError("--load_best_model_at_end needs validation data: pass --validation_file or drop the flag.")
+
+
+def position_limit(config: Any) -> int | None:
+    """How many tokens the model can read (its learned absolute positions), or None when it has no such limit."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not limit or getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+        return None
+    if getattr(config, "model_type", None) in _PADDING_OFFSET_TYPES:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return int(limit)
+
+
+def fit_max_seq_length(max_seq_length: int, configs: dict[str, Any]) -> int:
+    """`max_seq_length`, capped (with a warning) at the smallest position limit of the models that will read it.
+
+    Capping rather than refusing: `--max_seq_length` is a truncation length, and no token past a model's last
+    position could ever be read, so the cap changes nothing that could have worked; without it the run would crash
+    inside the embeddings at the first long batch.
+    """
+    if max_seq_length < 1:
+        raise ValueError(f"max_seq_length must be >= 1 (got {max_seq_length}).")
+    limits = {name: position_limit(c) for name, c in configs.items()}
+    limits = {name: limit for name, limit in limits.items() if limit}
+    if not limits:
+        return max_seq_length
+    name, lowest = min(limits.items(), key=lambda item: item[1])
+    if max_seq_length <= lowest:
+        return max_seq_length
+    logger.warning(
+        "--max_seq_length %d is more than the %s can read (%d positions): inputs are truncated to %d tokens instead",
+        max_seq_length,
+        name,
+        lowest,
+        lowest,
+    )
+    return lowest
+
+
+def warn_if_not_smaller(student_params: int, teacher_params: int) -> None:
+    if student_params >= teacher_params:
+        logger.warning(
+            "the student (%s parameters) is not smaller than its teacher (%s): this run is no compression",
+            f"{student_params:,}",
+            f"{teacher_params:,}",
+        )
+
+
+def scaled_logging_steps(args: Any, train_rows: int) -> None:
+    """Log often enough to see the loss terms in a short run: with the default 500 steps, about 25 logs per run
+    (at least every step of a run shorter than 25), and the first step always logged."""
+    if args.logging_steps != DEFAULT_LOGGING_STEPS or getattr(args.logging_strategy, "value", "steps") != "steps":
+        return  # the user chose
+    if args.max_steps > 0:
+        steps = int(args.max_steps)
+    else:
+        batch = args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
+        steps = total_steps(train_rows, batch, args.num_train_epochs)
+    args.logging_steps = max(1, min(DEFAULT_LOGGING_STEPS, steps // 25))
+    args.logging_first_step = True
+
+
+def total_steps(rows: int, batch: int, epochs: float) -> int:
+    """Optimisation steps of `epochs` over `rows` rows at `batch` rows per step (as the Trainer counts them)."""
+    return max(1, math.ceil(epochs * math.ceil(rows / batch)))
+
+
+def labels_in_use(labels: list[Any], num_labels: int, id2label: dict[int, str]) -> None:
+    """One line when the data uses fewer of the teacher's classes than it has (it trains as usual)."""
+    if num_labels < 2:
+        return
+    used = sorted({int(y) for y in labels if y is not None and int(y) >= 0})
+    if len(used) < num_labels:
+        names = [id2label.get(i, str(i)) for i in used]
+        logger.warning("the training data uses %d of the teacher's %d labels (%s)", len(used), num_labels, names)
+
+
+def one_class_note(who: str, summary: dict[str, float]) -> str | None:
+    """A warning when a model gives one class to more than 95% of the validation rows, else None."""
+    share = summary.get("top_prediction_share")
+    if share is None or share <= ONE_CLASS_SHARE:
+        return None
+    note = (
+        f"the {who} predicts one class for {100 * share:.1f}% of the validation rows (the majority class is "
+        f"{100 * summary['majority_rate']:.1f}% of them): it has learned little beyond the most frequent answer"
+    )
+    logger.warning(note)
+    return note

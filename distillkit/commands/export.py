@@ -1,0 +1,149 @@
+"""`distillkit export`: export a distilled student for deployment and measure every variant side by side.
+
+    distillkit export outputs/quickstart/student --int8 --onnx
+
+Writes `int8/model.pt` (dynamic int8, TorchScript) and `onnx/model.onnx` (checked in onnxruntime) into the student
+directory, then measures the teacher, the student and each export: size on disk, CPU latency per example at batch 1
+and batch 32 (median of repeated runs after a warm-up), the task metric on the validation set and agreement with the
+float student's predictions. Prints a table, writes `exports.json` and adds the table to the model card. The
+validation data, columns and teacher default to the run's own recipe (`distillkit_recipe.yaml`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
+
+from distillkit.benchmark import dir_size_mb, latency_ms
+from distillkit.cli import text_table
+from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
+from distillkit.export import export_int8, export_onnx, input_names, torch_runner
+from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
+from distillkit.metrics import build_compute_metrics
+from distillkit.recipes import load_recipe
+
+from . import command_name, invocation
+
+
+def _batches(features, tokenizer, size: int, names: list[str]) -> list[dict[str, torch.Tensor]]:
+    collate = DataCollatorWithPadding(tokenizer)
+    out = []
+    for i in range(0, len(features), size):
+        rows = [features[j] for j in range(i, min(i + size, len(features)))]
+        batch = collate([{k: row[k] for k in names if k in row} for row in rows])
+        out.append({k: batch[k] for k in names})
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(
+        prog=" ".join(invocation("export")), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("student_dir")
+    parser.add_argument("--int8", action="store_true", help="write and measure a dynamic int8 copy")
+    parser.add_argument("--onnx", action="store_true", help="write and measure an ONNX export")
+    parser.add_argument("--teacher", default=None, help="teacher to measure beside (default: the run's)")
+    parser.add_argument("--task", default=None)
+    parser.add_argument("--validation_file", default=None)
+    parser.add_argument("--text_column", default=None)
+    parser.add_argument("--text_pair_column", default=None)
+    parser.add_argument("--label_column", default=None)
+    parser.add_argument("--max_seq_length", type=int, default=None)
+    parser.add_argument("--max_eval_samples", type=int, default=1000, help="validation rows for the metric")
+    parser.add_argument("--latency_examples", type=int, default=64, help="examples timed at batch 1 (x4 at 32)")
+    opts = parser.parse_args(argv)
+
+    directory = opts.student_dir
+    recipe_path = os.path.join(directory, RECIPE_FILE)
+    recipe = load_recipe(recipe_path) if os.path.isfile(recipe_path) else {}
+    setting = {k: getattr(opts, k) if getattr(opts, k) is not None else recipe.get(k) for k in vars(opts)}
+    task = get_task(setting["task"]) if setting["task"] else None
+    if not setting["validation_file"] and task is None:
+        raise ValueError(
+            "no validation data: pass --validation_file (or --task), or export a directory whose "
+            f"{RECIPE_FILE} names them."
+        )
+    text, pair = resolve_columns(task, setting["text_column"], setting["text_pair_column"])
+    max_len = setting["max_seq_length"] or 128
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    student = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    raw = load_task_data(task, None, setting["validation_file"]) if setting["validation_file"] else load_task_data(task)
+    split = raw["validation"] if "validation" in raw else raw["train"]
+    split = split.select(range(min(opts.max_eval_samples, len(split))))
+
+    def encode(tok: object, model: torch.nn.Module) -> tuple[np.ndarray, list, dict[int, list]]:
+        """Labels, metric batches and timing batches of the split in one model's own tokenization."""
+        features = tokenize_dataset(split, tok, text, pair, setting["label_column"] or "label", max_len,
+                                    student.config.label2id, student.config.num_labels)  # fmt: skip
+        names = [n for n in input_names(model) if n in features.column_names]
+        timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), tok, 1, names),
+                  32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), tok, 32,
+                               names)}  # fmt: skip
+        return np.asarray(features["labels"]), _batches(features, tok, 32, names), timing
+
+    labels, eval_batches, timing = encode(tokenizer, student)
+    inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
+
+    runners = []
+    teacher_dir = setting["teacher"]
+    if os.path.isdir(os.path.join(directory, "teacher")) and not opts.teacher:
+        teacher_dir = os.path.join(directory, "teacher")  # the teacher as fine-tuned by the run
+    if teacher_dir and os.path.isdir(teacher_dir):
+        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+        runners.append(torch_runner("teacher", teacher, teacher_dir))
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+        if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
+            inputs["teacher"] = encode(teacher_tokenizer, teacher)[1:]
+    runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
+    example = eval_batches[0]
+    if opts.int8:
+        runners.append(export_int8(student, example, os.path.join(directory, "int8")))
+    if opts.onnx:
+        runners.append(export_onnx(student, example, os.path.join(directory, "onnx")))
+
+    compute = build_compute_metrics(student.config.num_labels, task.metrics if task else None)
+    reference = None
+    rows = []
+    for runner in runners:
+        batches, timed = inputs.get(runner.name, (eval_batches, timing))
+        logits = np.concatenate([runner.predict(b) for b in batches])
+        metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
+        preds = logits.reshape(-1) if student.config.num_labels == 1 else logits.argmax(-1)
+        if runner.name == "student":
+            reference = preds
+        metric_name, metric_value = next(iter(metrics.items()))
+        rows.append({
+            "name": runner.name,
+            "size_mb": dir_size_mb(runner.path) if runner.path else float("nan"),
+            "latency_ms_batch1": latency_ms(runner.predict, timed[1]),
+            "latency_ms_batch32": latency_ms(runner.predict, timed[32]),
+            "metric": metric_name,
+            "metric_value": metric_value,
+            "preds": preds,
+        })  # fmt: skip
+    for row in rows:
+        preds = row.pop("preds")
+        agree = np.isclose(preds, reference, atol=0.05) if student.config.num_labels == 1 else preds == reference
+        row["agreement_with_student"] = float(np.mean(agree))
+        agreement = 100 * row["agreement_with_student"]
+        row["metric_display"] = f"{row['metric_value']:.4f} (agrees with the student on {agreement:.1f}%)"
+
+    header = ("variant", "size MB", "ms/ex b=1", "ms/ex b=32", rows[0]["metric"], "agreement")
+    print(text_table(header, [(r["name"], f"{r['size_mb']:.2f}", f"{r['latency_ms_batch1']:.2f}",
+                               f"{r['latency_ms_batch32']:.2f}", f"{r['metric_value']:.4f}",
+                               f"{100 * r['agreement_with_student']:.1f}%") for r in rows]))  # fmt: skip
+    note = (f"Measured by `{command_name('export')}` on {len(labels)} validation examples; latency is the median of "
+            f"repeated runs after a warm-up on {torch.get_num_threads()} CPU threads.")  # fmt: skip
+    print(note)
+    with open(os.path.join(directory, "exports.json"), "w", encoding="utf-8") as f:
+        json.dump({"threads": torch.get_num_threads(), "examples": len(labels), "rows": rows}, f, indent=2)
+    if os.path.isfile(os.path.join(directory, CARD_INFO)):
+        info = read_card_info(directory)
+        write_card(directory, {**info, "exports": rows, "exports_metric": rows[0]["metric"], "exports_note": note})
+    return rows
