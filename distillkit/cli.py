@@ -43,14 +43,15 @@ def run_cli(
         raise SystemExit(code) from None
 
 
-def _accelerate_prefix() -> list[str]:
+def _accelerate_prefix(parent: list[str] | None = None) -> list[str]:
     """`accelerate launch [its options]` when this process was started by it (read from the parent's command
     line, Linux only), else []: so that a recorded command can be run again as it was typed."""
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            parent = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
+    if parent is None:
+        try:
+            with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+                parent = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            return []
     names = [os.path.basename(a) for a in parent]
     if "launch" not in parent or not any(n.startswith("accelerate") for n in names[: parent.index("launch")]):
         return []
@@ -66,16 +67,14 @@ def invocation(command: str) -> list[str]:
     """How the user started `command`, as typed: `distillkit distill`, `python -m distillkit distill`,
     `python scripts/distill.py`, each behind `accelerate launch ...` when it launched this process."""
     first = sys.argv[0] if sys.argv else ""
-    base = os.path.basename(first)
-    if base == "__main__.py" or first == "-m":
-        own = ["-m", "distillkit", command]
-        launcher = _accelerate_prefix()
-        return [*launcher, *own] if launcher else ["python", *own]
-    if base.endswith(".py"):
-        launcher = _accelerate_prefix()
-        return [*launcher, first] if launcher else ["python", first]
+    if os.path.basename(first) == "__main__.py" and os.path.basename(os.path.dirname(first)) == "distillkit":
+        own, python = ["-m", "distillkit", command], ["python"]
+    elif first.endswith(".py"):
+        own, python = [first], ["python"]
+    else:  # the console command
+        own, python = ["distillkit", command], []
     launcher = _accelerate_prefix()
-    return [*launcher, "distillkit", command] if launcher else ["distillkit", command]
+    return [*launcher, *own] if launcher else [*python, *own]
 
 
 def command_name(command: str) -> str:

@@ -1,6 +1,7 @@
 """The bad-input sweep: every case goes through the command line and must stop before training with exit code 2,
 one paragraph that names the problem and the fix, no traceback (unless --debug), and nothing in the output folder."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,29 @@ CASES = [
     ("resume without a checkpoint", {"--resume_from_checkpoint": "latest"}, r"holds no complete checkpoint"),
     ("push without a repository", {"--push_to_hub": "true"}, r"--push_to_hub needs --hub_model_id"),
     ("a cache of other data", {"--teacher_cache": "{foreign_cache}"}, r"teacher cache in .* was computed for another"),
+    (
+        "evaluation without validation data",
+        {"--eval_strategy": "steps", "--eval_steps": "15"},
+        r"--eval_strategy steps evaluates during training, but no validation data was given",
+    ),
+    (
+        "best model without validation data",
+        {"--load_best_model_at_end": "true", "--save_strategy": "no"},
+        r"needs validation data",
+    ),
+    ("an empty label", {"--train_file": "{empty_label}"}, r"labels.tsv', line 3: the label \('label'\) is empty"),
+    (
+        "a row with an extra field",
+        {"--train_file": "{extra_field}"},
+        r"fields.tsv', line 3: expected 2 fields .* found 3",
+    ),
+    ("negative teacher_min_steps", {"--teacher_min_steps": "-1"}, r"teacher_min_steps must be >= 0"),
 ]
+if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
+    CASES.append(
+        ("tensorboard not installed", {"--report_to": "tensorboard"}, r"--report_to tensorboard: tensorboard is not "
+         r"installed. Install it \(pip install tensorboard \(or distillkit\[tensorboard\]\)\)")
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +78,8 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "empty.tsv").write_text("")
     (tmp / "header.tsv").write_text("sentence\tlabel\n")
     (tmp / "labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t7\n")
+    (tmp / "empty_labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t\n")
+    (tmp / "fields.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\tw4\t1\n")
     (tmp / "bad.yaml").write_text("teacher: x\ntemprature: 2\n")
     (tmp / "foreign_cache").mkdir()
     (tmp / "foreign_cache" / "manifest.json").write_text('{"dataset_fingerprint": "other", "num_rows": 3}')
@@ -69,7 +94,8 @@ def inputs(tmp_path_factory, trained_teacher_dir):
         "tmp": tmp, "train": train, "empty": tmp / "empty.tsv", "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",
         "other_vocab": tmp / "other_vocab", "pickled": pickled, "teacher": trained_teacher_dir,
-        "foreign_cache": tmp / "foreign_cache",
+        "foreign_cache": tmp / "foreign_cache", "empty_label": tmp / "empty_labels.tsv",
+        "extra_field": tmp / "fields.tsv",
     }  # fmt: skip
 
 

@@ -98,8 +98,10 @@ def test_script_reports_bad_input_without_a_traceback(tmp_path, trained_teacher_
 
 
 # distillation recipes (recipes/accelerate holds launch configs; the SST-2 benchmark's plan and teacher stage are not)
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml")) + sorted(
-    p for p in (ROOT / "recipes" / "sst2").glob("*.yaml") if p.name not in ("benchmark.yaml", "teacher.yaml")
+RECIPES = (
+    sorted((ROOT / "recipes").glob("*.yaml"))
+    + sorted(p for p in (ROOT / "recipes" / "sst2").glob("*.yaml") if p.name not in ("benchmark.yaml", "teacher.yaml"))
+    + sorted((ROOT / "distillkit" / "templates").glob("*.yaml"))  # the quickstart's, shipped in the package
 )
 ACCELERATE_CONFIGS = sorted((ROOT / "recipes" / "accelerate").glob("*.yaml"))
 
@@ -118,7 +120,7 @@ def test_every_recipe_loads(recipe):
             if hasattr(obj, key) and key not in ("output_dir", "report_to", "lr_scheduler_type", "eval_strategy"):
                 assert getattr(obj, key) == value, key
     header = recipe.read_text().splitlines()[0]
-    assert header.startswith("#") and "scripts/distill.py" in recipe.read_text().split("\n\n")[0]
+    assert header.startswith("#") and "distillkit distill --config" in recipe.read_text().split("\n\n")[0]
     assert yaml.safe_load(recipe.read_text()) == values
     assert os.path.basename(str(recipe)) in recipe.read_text()  # the command names this recipe
 
@@ -130,7 +132,7 @@ def test_every_accelerate_config_loads_and_names_its_command(config):
     cluster = load_config_from_file(str(config))  # what `accelerate launch --config_file` reads
     assert cluster.distributed_type is not None and cluster.mixed_precision == "bf16"
     command = next(line for line in config.read_text().splitlines() if "accelerate launch" in line)
-    assert f"--config_file recipes/accelerate/{config.name}" in command and "scripts/distill.py" in command
+    assert f"--config_file recipes/accelerate/{config.name}" in command and "-m distillkit distill" in command
 
 
 def test_there_are_accelerate_configs():

@@ -20,8 +20,8 @@ from datasets import Dataset, DatasetDict, load_dataset
 
 # extension -> delimiter (None: json lines through the `datasets` json builder)
 FORMATS: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".json": None, ".jsonl": None}
-_INT = re.compile(r"^[+-]?\d+$")
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_INT = re.compile(r"^-?\d+$")
+_FLOAT = re.compile(r"^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$")  # no leading zeros: "007" is text
 
 
 def read_delimited(path: str, delimiter: str, split: str = "data") -> tuple[dict[str, list[Any]], list[int]]:
@@ -70,8 +70,9 @@ def read_delimited(path: str, delimiter: str, split: str = "data") -> tuple[dict
 
 
 def _typed(values: list[str]) -> list[Any]:
-    """Integers when every value is one, numbers when every value is one, else the text as it was."""
-    if values and all(_INT.match(v) for v in values):
+    """Integers when every value is one and reads back the same (no "007"), numbers (scores) when every value is
+    one, else the text as it was."""
+    if values and all(_INT.match(v) and str(int(v)) == v for v in values):
         return [int(v) for v in values]
     if values and all(_FLOAT.match(v) for v in values):
         return [float(v) for v in values]
