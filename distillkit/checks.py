@@ -146,3 +146,18 @@ def one_class_note(who: str, summary: dict[str, float]) -> str | None:
     )
     logger.warning(note)
     return note
+
+
+def check_teacher(summary: dict[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
+    """Stop before distillation when the fine-tuned teacher is no better than the majority class."""
+    if not summary:
+        return []  # regression, or no validation data
+    if summary["accuracy"] <= summary["majority_rate"] and not allow_weak:
+        raise ValueError(
+            f"the fine-tuned teacher scores {summary['accuracy']:.4f} accuracy on the validation data, no better "
+            f"than always answering the majority class ({summary['majority_rate']:.4f}): distilling it would teach "
+            "the student nothing. Train the teacher longer (--teacher_num_train_epochs, --teacher_min_steps) or with "
+            f"a higher --teacher_learning_rate, or pass --allow_weak_teacher to go on (teacher: {teacher_dir})."
+        )
+    note = one_class_note("teacher", summary)
+    return [note] if note else []

@@ -8,6 +8,7 @@ from transformers import TrainingArguments
 
 from .losses.hidden import ATTENTION_LOSS_KINDS, HIDDEN_LOSS_KINDS
 from .losses.layer_map import LAYER_MAP_HELP
+from .scoring import BACKENDS, check_backend
 
 TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -54,6 +55,22 @@ class DistillConfig(TrainingArguments):
             "epochs and runs (offline distillation; logit losses only)."
         },
     )
+    teacher_backend: str = field(
+        default="torch",
+        metadata={
+            "help": f"How the teacher scores the rows of --teacher_cache: one of {BACKENDS} (PyTorch as loaded, "
+            "PyTorch dynamic int8, onnxruntime fp32 or int8). The manifest records it."
+        },
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Sampler for training (TrainingArguments' field, with another default): 'group_by_length' "
+            "(distillkit's default: shuffled batches of similar length, so short texts are not padded to the longest "
+            "of a random batch), 'random', 'sequential' or 'batch_rebalance'.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
+    )
     teacher_dtype: str | None = field(
         default=None,
         metadata={"help": f"Run the frozen teacher in this dtype, one of {TEACHER_DTYPES}; default: as loaded."},
@@ -71,6 +88,12 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSS_KINDS} (got {self.hidden_loss!r}).")
         if self.attention_loss not in ATTENTION_LOSS_KINDS:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSS_KINDS} (got {self.attention_loss!r}).")
+        check_backend(self.teacher_backend)
+        if self.teacher_backend != "torch" and not self.teacher_cache:
+            raise ValueError(
+                f"teacher_backend {self.teacher_backend!r} scores the teacher cache: give --teacher_cache DIR too, or "
+                "leave teacher_backend at torch."
+            )
         if self.teacher_dtype is not None and self.teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES} or unset (got {self.teacher_dtype!r}).")
         if isinstance(self.extra_losses, str):
@@ -213,3 +236,30 @@ class DataArguments:
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
+    unlabeled_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text that only the teacher labels (.txt, one text per line; or csv / tsv / json with the text "
+            "column(s)): it joins the training set for the distillation terms and never reaches the hard-label loss."
+        },
+    )
+    augment: int = field(
+        default=0,
+        metadata={"help": "New texts per training text by word replacement (TinyBERT-style), labelled by the teacher."},
+    )
+    augment_p: float = field(default=0.4, metadata={"help": "Chance that a word is replaced, in (0, 1]."})
+    augment_k: int = field(default=15, metadata={"help": "Candidates per word (its K nearest / most likely words)."})
+    augment_mlm: str | None = field(
+        default=None,
+        metadata={
+            "help": "A masked language model (hub name or folder) whose predictions for the masked word are the "
+            "candidates; default: the word's nearest neighbours in the teacher's input embeddings (no download)."
+        },
+    )
+
+    def __post_init__(self):
+        from .augment import check_augment
+
+        check_augment(self.augment, self.augment_p)
+        if self.augment_k < 1:
+            raise ValueError(f"augment_k must be >= 1 (got {self.augment_k}).")

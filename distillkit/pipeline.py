@@ -15,12 +15,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets import DatasetDict
 from transformers import IntervalStrategy, Trainer, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
 from .checks import (
     check_evaluation,
     check_report_to,
+    check_teacher,
     fit_max_seq_length,
     labels_in_use,
     one_class_note,
@@ -30,6 +32,7 @@ from .checks import (
 from .cli import invocation
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
+from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, with_teacher_only_rows
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, write_card
 from .metrics import build_compute_metrics
@@ -221,6 +224,12 @@ def run(
     check_report_to(args.report_to)
 
     task, raw, text_column, pair_column, data_report = _load_data(data_args)  # bad files fail before any model
+    unlabeled = load_unlabeled(data_args.unlabeled_file, text_column, pair_column) if data_args.unlabeled_file else None
+    if (unlabeled is not None or data_args.augment) and "kd" not in args.loss_weights():
+        raise ValueError(
+            "--unlabeled_file and --augment add rows that only the teacher labels, but alpha=0 trains on gold labels "
+            "alone: set alpha > 0 (e.g. 0.5), or leave out the extra text."
+        )
     check_evaluation(args, "validation" in raw)
     resume = resolve_resume(args.resume_from_checkpoint, args.output_dir)
     if resume is not None and (done := finished_run(args.output_dir, resume)) is not None:
@@ -246,6 +255,16 @@ def run(
     }
     teacher_data = tokenize_dataset(raw, tokenizer, **encode)
     data = tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=tokenizer) if cross else teacher_data
+    extra, data_report["teacher_labelled"] = extra_rows(
+        data_args, unlabeled, raw["train"], teacher, tokenizer, text_column, pair_column, args.seed,
+        augment_cache_dir(args.teacher_cache),
+    )  # fmt: skip
+    if extra is not None:  # rows for the distillation terms only: no gold label
+        encode_extra = {**encode, "label_column": None}
+        extra = (tokenize_dataset(extra, student_tokenizer, **encode_extra, teacher_tokenizer=tokenizer) if cross
+                 else tokenize_dataset(extra, tokenizer, **encode_extra))  # fmt: skip
+        data = DatasetDict({**data, "train": with_teacher_only_rows(data["train"], extra, num_labels == 1)})
+        logger.info("training rows: %d labelled + %s labelled by the teacher alone", len(raw["train"]), len(extra))
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
     DistillTrainer.check_setup(student, teacher.config, args, data["train"], cross)  # fit, losses, map, labels
     if "labels" in data["train"].column_names:
@@ -273,7 +292,7 @@ def run(
         result.teacher_dir = os.path.join(args.output_dir, "teacher")
         scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in _scores_of(result.teacher_metrics))
         logger.info("teacher stage done: %s", scores or "(no validation data: not scored)")
-        notes += _check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
+        notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
         student = make_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
     stop = StopOnSignal()
@@ -346,21 +365,6 @@ def run(
 def _scores_of(metrics: dict[str, Any]) -> list[tuple[str, float]]:
     skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
     return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith(skip)]
-
-
-def _check_teacher(summary: dict[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
-    """Stop before distillation when the fine-tuned teacher is no better than the majority class."""
-    if not summary:
-        return []  # regression, or no validation data
-    if summary["accuracy"] <= summary["majority_rate"] and not allow_weak:
-        raise ValueError(
-            f"the fine-tuned teacher scores {summary['accuracy']:.4f} accuracy on the validation data, no better "
-            f"than always answering the majority class ({summary['majority_rate']:.4f}): distilling it would teach "
-            "the student nothing. Train the teacher longer (--teacher_num_train_epochs, --teacher_min_steps) or with "
-            f"a higher --teacher_learning_rate, or pass --allow_weak_teacher to go on (teacher: {teacher_dir})."
-        )
-    note = one_class_note("teacher", summary)
-    return [note] if note else []
 
 
 def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, command: list[str]) -> dict[str, Any]:

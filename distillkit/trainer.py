@@ -105,7 +105,7 @@ class DistillTrainer(Trainer):
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
                 self._cached_logits = load_or_build(
                     args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
-                    self.data_collator, batch_size=args.per_device_eval_batch_size,
+                    self.data_collator, batch_size=args.per_device_eval_batch_size, backend=args.teacher_backend,
                 )  # fmt: skip
             self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
         self._term_sums: dict[str, torch.Tensor] = {}

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency_examples", type=int, default=100)
     opts, overrides = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("distillkit").setLevel(logging.INFO)  # the stages, their time estimates and scores
     started = time.time()
     print(
         "distillkit quickstart: fine-tune all-MiniLM-L6-v2 on BBC News topics, then distill it into an ALBERT-style "

@@ -92,41 +92,38 @@ def check_labels(columns: dict[str, list[Any]], lines: list[int], label_column: 
             )
 
 
-def load_files(
-    train_file: str | None = None, validation_file: str | None = None, label_column: str | None = None
-) -> DatasetDict:
-    """Read local data files (csv, tsv or json lines) into a DatasetDict; bad files fail here with file and line.
+def read_file(path: str, split: str = "train", label_column: str | None = None) -> Dataset:
+    """One local data file (csv, tsv or json lines) as a Dataset; bad files fail here with file and line.
 
     With `label_column`, rows whose label is missing or empty are refused (named by file and line).
     """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{split} file {path!r} does not exist; check the path given to --{split}_file.")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{split} file {path!r} is empty; give a file with a header and at least one row.")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(FORMATS)}.")
+    delimiter = FORMATS[ext]
+    columns, lines = _read_json(path, split) if delimiter is None else read_delimited(path, delimiter, split)
+    if not lines:
+        raise ValueError(f"{split} file {path!r} has a header but no rows.")
+    if label_column:
+        check_labels(columns, lines, label_column, path, split)
+    return Dataset.from_dict(columns)
+
+
+def load_files(
+    train_file: str | None = None, validation_file: str | None = None, label_column: str | None = None
+) -> DatasetDict:
+    """Read local data files (csv, tsv or json lines) into a DatasetDict with "train" and / or "validation"."""
     files = {split: path for split, path in (("train", train_file), ("validation", validation_file)) if path}
     if not files:
         raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
-    kinds = set()
-    for split, path in files.items():
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{split} file {path!r} does not exist; check the path given to --{split}_file.")
-        if os.path.getsize(path) == 0:
-            raise ValueError(f"{split} file {path!r} is empty; give a file with a header and at least one row.")
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in FORMATS:
-            raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(FORMATS)}.")
-        kinds.add("json" if FORMATS[ext] is None else "delimited")
+    kinds = {FORMATS.get(os.path.splitext(path)[1].lower(), "?") is None for path in files.values()}
     if len(kinds) > 1:
         raise ValueError(f"train and validation files must share a format (got {sorted(files.values())}).")
-    splits = {}
-    for split, path in files.items():
-        delimiter = FORMATS[os.path.splitext(path)[1].lower()]
-        if delimiter is None:
-            columns, lines = _read_json(path, split)
-        else:
-            columns, lines = read_delimited(path, delimiter, split)
-        if not lines:
-            raise ValueError(f"{split} file {path!r} has a header but no rows.")
-        if label_column:
-            check_labels(columns, lines, label_column, path, split)
-        splits[split] = Dataset.from_dict(columns)
-    return DatasetDict(splits)
+    return DatasetDict({split: read_file(path, split, label_column) for split, path in files.items()})
 
 
 def _read_json(path: str, split: str) -> tuple[dict[str, list[Any]], list[int]]:

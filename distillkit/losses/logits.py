@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -64,10 +65,16 @@ def hard_label_loss(student_logits: Tensor, labels: Tensor, ignore_index: int = 
             With a single output (num_labels == 1, regression such as STS-B) labels are floats of shape (batch,)
             and the loss is the mean squared error.
 
-    Reduction: mean over the labelled positions. Returns a scalar.
+    Reduction: mean over the labelled positions (rows the teacher alone labels carry `ignore_index`, or NaN for a
+    regression target); a batch without any labelled position gives 0. Returns a scalar.
     """
     if student_logits.shape[-1] == 1 and labels.is_floating_point():
-        return F.mse_loss(student_logits.squeeze(-1).float(), labels.float())
+        keep = ~torch.isnan(labels)
+        if not keep.any():
+            return student_logits.sum() * 0.0
+        return F.mse_loss(student_logits.squeeze(-1).float()[keep], labels.float()[keep])
+    if not (labels != ignore_index).any():
+        return student_logits.sum() * 0.0
     return F.cross_entropy(
         student_logits.reshape(-1, student_logits.shape[-1]).float(), labels.reshape(-1), ignore_index=ignore_index
     )
