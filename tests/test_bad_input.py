@@ -61,6 +61,36 @@ CASES = [
         r"fields.tsv', line 3: expected 2 fields .* found 3",
     ),
     ("negative teacher_min_steps", {"--teacher_min_steps": "-1"}, r"teacher_min_steps must be >= 0"),
+    ("negative augment", {"--augment": "-1"}, r"augment must be >= 0 new texts per training text \(got -1\)"),
+    ("augment_p of 0", {"--augment": "2", "--augment_p": "0"}, r"augment_p must be in \(0, 1\] \(got 0.0\)"),
+    ("augment_p above 1", {"--augment": "2", "--augment_p": "1.5"}, r"augment_p must be in \(0, 1\]"),
+    (
+        "an augment_mlm that is no masked LM",
+        {"--augment": "2", "--augment_mlm": "{teacher}"},
+        r"--augment_mlm '.*' is not a masked language model",
+    ),
+    ("a missing unlabeled file", {"--unlabeled_file": "{tmp}/none.txt"}, r"unlabeled file '.*none.txt' does not exist"),
+    ("an empty unlabeled file", {"--unlabeled_file": "{blank_txt}"}, r"unlabeled file '.*blank.txt' is empty"),
+    (
+        "an unlabeled file without the text column",
+        {"--unlabeled_file": "{no_text_column}"},
+        r"unlabeled file '.*other.csv' has no column\(s\) \['sentence'\]",
+    ),
+    (
+        "unlabeled text with alpha 0",
+        {"--unlabeled_file": "{unlabeled_txt}", "--alpha": "0"},
+        r"alpha=0 trains on gold labels alone",
+    ),
+    (
+        "a fast backend without a cache",
+        {"--teacher_backend": "int8"},
+        r"teacher_backend 'int8' scores the teacher cache",
+    ),
+    (
+        "an unknown backend",
+        {"--teacher_backend": "tpu", "--teacher_cache": "{tmp}/c"},
+        r"teacher_backend must be one of",
+    ),
 ]
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
@@ -80,6 +110,9 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t7\n")
     (tmp / "empty_labels.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\t\n")
     (tmp / "fields.tsv").write_text("sentence\tlabel\nw1 w2\t0\nw3\tw4\t1\n")
+    (tmp / "blank.txt").write_text("\n \n")
+    (tmp / "more.txt").write_text("w1 w2\nw3 w4\n")
+    (tmp / "other.csv").write_text("text\nw1 w2\n")
     (tmp / "bad.yaml").write_text("teacher: x\ntemprature: 2\n")
     (tmp / "foreign_cache").mkdir()
     (tmp / "foreign_cache" / "manifest.json").write_text('{"dataset_fingerprint": "other", "num_rows": 3}')
@@ -95,7 +128,8 @@ def inputs(tmp_path_factory, trained_teacher_dir):
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",
         "other_vocab": tmp / "other_vocab", "pickled": pickled, "teacher": trained_teacher_dir,
         "foreign_cache": tmp / "foreign_cache", "empty_label": tmp / "empty_labels.tsv",
-        "extra_field": tmp / "fields.tsv",
+        "extra_field": tmp / "fields.tsv", "blank_txt": tmp / "blank.txt", "unlabeled_txt": tmp / "more.txt",
+        "no_text_column": tmp / "other.csv",
     }  # fmt: skip
 
 

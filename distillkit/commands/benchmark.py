@@ -38,6 +38,7 @@ from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
 from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_dataset
+from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
 from distillkit.export import export_int8
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from distillkit.metrics import build_compute_metrics
@@ -241,6 +242,8 @@ class Bench:
             self.data_cache[key] = tokenize_dataset(splits, student_tok, **self.encode_args(teacher),
                                                     teacher_tokenizer=teacher_tok if cross else None)  # fmt: skip
         train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
+        if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
+            train = self.with_extra_rows(train, data_args, spec, teacher, teacher_tok, student_tok if cross else None)
         if variant == "kd" and not any((args.hidden_weight, args.attention_weight, args.embedding_weight)):
             # logit-only distillation reads the teacher's logits from a cache shared by the runs on the same data
             args.teacher_cache = str(self.out / "teacher_cache" / train._fingerprint)
@@ -284,6 +287,21 @@ class Bench:
         del trainer, student
         gc.collect()
         return record
+
+    def with_extra_rows(self, train: Any, data_args: Any, spec: dict, teacher: Any, teacher_tok: Any, student_tok: Any):
+        """The training rows plus unlabeled / augmented text that only the teacher labels. Augmentation seed 0 for
+        every seed: the runs share the augmented text and its teacher cache, and differ in the student's seed."""
+        unlabeled = (load_unlabeled(data_args.unlabeled_file, self.text_column) if data_args.unlabeled_file
+                     else None)  # fmt: skip
+        extra, counts = extra_rows(data_args, unlabeled, self.subset(spec["train_samples"]), teacher, teacher_tok,
+                                   self.text_column, None, 0, str(self.out / "augment"))  # fmt: skip
+        encode = {**self.encode_args(teacher), "label_column": None}
+        if student_tok is not None:  # cross-tokenizer: each model reads its own tokenization of the new text
+            extra = tokenize_dataset(extra, student_tok, **encode, teacher_tokenizer=teacher_tok)
+        else:
+            extra = tokenize_dataset(extra, teacher_tok, **encode)
+        logger.info("%s: %d labelled rows + %s labelled by the teacher", spec["name"], len(train), counts)
+        return with_teacher_only_rows(train, extra)
 
     def latencies(self, model: Any, tokenizer: Any) -> dict[str, float]:
         """Timed as each run ends, unless every model is re-timed at the end anyway (--remeasure_latency)."""
