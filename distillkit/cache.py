@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .data import teacher_part
 from .progress import announce
 from .resilience import atomic_write_text
-from .scoring import make_scorer
+from .scoring import make_scorer, resolve_backend
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def load_or_build(
     score a converted copy of `teacher` (see `scoring.make_scorer`). Raises ValueError when the folder holds a
     complete cache of other data, another tokenizer, another teacher or another backend.
     """
+    backend = resolve_backend(backend, teacher, len(dataset))
     wanted = {**identity(teacher, tokenizer, dataset), "backend": backend, "shard_size": shard_size}
     manifest_path = os.path.join(directory, MANIFEST)
     manifest = _read_json(manifest_path)

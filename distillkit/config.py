@@ -56,10 +56,12 @@ class DistillConfig(TrainingArguments):
         },
     )
     teacher_backend: str = field(
-        default="torch",
+        default="auto",
         metadata={
-            "help": f"How the teacher scores the rows of --teacher_cache: one of {BACKENDS} (PyTorch as loaded, "
-            "PyTorch dynamic int8, onnxruntime fp32 or int8). The manifest records it."
+            "help": f"How the teacher scores the rows of --teacher_cache: one of {BACKENDS}. auto: onnxruntime fp32 "
+            "(the same predictions, about 1.9x faster on a CPU) for caches of 2,048+ rows when distillkit[export] is "
+            "installed and the teacher is fp32 on the CPU, else PyTorch as loaded; torch; int8 (PyTorch dynamic); "
+            "onnx; onnx-int8. The manifest records the backend used."
         },
     )
     train_sampling_strategy: str = field(
@@ -89,7 +91,7 @@ class DistillConfig(TrainingArguments):
         if self.attention_loss not in ATTENTION_LOSS_KINDS:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSS_KINDS} (got {self.attention_loss!r}).")
         check_backend(self.teacher_backend)
-        if self.teacher_backend != "torch" and not self.teacher_cache:
+        if self.teacher_backend not in ("auto", "torch") and not self.teacher_cache:
             raise ValueError(
                 f"teacher_backend {self.teacher_backend!r} scores the teacher cache: give --teacher_cache DIR too, or "
                 "leave teacher_backend at torch."

@@ -10,7 +10,12 @@ much text can be scored. The backends trade a little fidelity for speed:
 - `onnx-int8`: that export quantized by `onnxruntime.quantization.quantize_dynamic`.
 
 Each backend is a function `score(batch) -> logits (batch, num_labels)`, float32 on the CPU. `scripts/bench_teacher.py`
-measures their throughput, dev accuracy and distance from fp32.
+measures their throughput, dev accuracy and distance from fp32. On SST-2 with MPNet-base (2 CPU cores): length-sorted
+PyTorch fp32 3.0x the rows/s of random-order batches, onnx 5.6x with the same predictions (KL 0), onnx-int8 12.7x at
+-2.0 accuracy points, and PyTorch dynamic int8 12.6x at -11.6 points: int8 is a choice to measure, not a default.
+
+`auto` (the default) takes `onnx` where it can gain: a cache of at least `AUTO_ONNX_ROWS` rows, a teacher on the CPU
+in fp32, and onnx, onnxscript and onnxruntime installed (`pip install "distillkit[export]"`); else `torch`.
 """
 
 from __future__ import annotations
@@ -27,13 +32,27 @@ from torch import nn
 
 from .export import LogitsOnly, input_names
 
-BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "int8", "onnx", "onnx-int8")
+AUTO_ONNX_ROWS = 2048  # below this the export (tens of seconds for a base model) costs more than it saves
 Scorer = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
 def check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"teacher_backend must be one of {BACKENDS} (got {name!r}).")
+
+
+def resolve_backend(backend: str, model: nn.Module, rows: int) -> str:
+    """The backend that `auto` stands for here (see the module docstring); any other name is returned as is."""
+    check_backend(backend)
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    installed = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+    param = next(model.parameters(), None)
+    on_cpu_fp32 = param is None or (param.device.type == "cpu" and param.dtype == torch.float32)
+    return "onnx" if installed and on_cpu_fp32 and rows >= AUTO_ONNX_ROWS else "torch"
 
 
 def make_scorer(
@@ -45,6 +64,8 @@ def make_scorer(
     `work_dir` receives the ONNX files (default: a temporary folder).
     """
     check_backend(backend)
+    if backend == "auto":
+        raise ValueError("resolve 'auto' with resolve_backend() before making a scorer.")
     names = [n for n in input_names(model, example) if n in example]
     if backend == "torch":
         model = model.eval()

@@ -255,3 +255,18 @@ def test_a_run_with_augmented_text(tmp_path, trained_teacher_dir):
     manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
     assert manifest["backend"] == "int8" and manifest["num_rows"] == 64 + report["teacher_labelled"]["augmented_rows"]
     assert list((tmp_path / "cache" / "augment").glob("augment-*.json"))
+
+
+def test_auto_takes_onnx_for_a_large_cpu_cache_and_torch_otherwise(monkeypatch):
+    import importlib.util
+
+    from distillkit.scoring import AUTO_ONNX_ROWS, resolve_backend
+
+    model = tiny_bert()
+    installed = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+    assert resolve_backend("auto", model, AUTO_ONNX_ROWS) == ("onnx" if installed else "torch")
+    assert resolve_backend("auto", model, AUTO_ONNX_ROWS - 1) == "torch"
+    assert resolve_backend("auto", model.to(torch.bfloat16), AUTO_ONNX_ROWS) == "torch"  # the user chose a dtype
+    assert resolve_backend("int8", model, 10) == "int8"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # without distillkit[export]
+    assert resolve_backend("auto", tiny_bert(), AUTO_ONNX_ROWS) == "torch"
