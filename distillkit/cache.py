@@ -103,6 +103,7 @@ def load_or_build(
     batch_size: int = 64,
     shard_size: int = 4096,
     backend: str = "torch",
+    progress: bool = True,
 ) -> torch.Tensor:
     """The teacher's logits for every row of `dataset`, in order, shape (num_rows, num_labels), float32 on the CPU.
 
@@ -152,7 +153,9 @@ def load_or_build(
                 continue
         out: torch.Tensor | None = None
         batches = length_sorted_batches(lengths, rows, batch_size)
-        for batch_rows in tqdm(batches, desc=f"teacher cache, shard {shard + 1}/{num_shards}", leave=False):
+        for batch_rows in tqdm(
+            batches, desc=f"teacher cache, shard {shard + 1}/{num_shards}", leave=False, disable=not progress
+        ):
             columns = dataset[batch_rows]
             batch = collator([{k: v[j] for k, v in columns.items()} for j in range(len(batch_rows))])
             if score is None:

@@ -106,6 +106,7 @@ class DistillTrainer(Trainer):
                 self._cached_logits = load_or_build(
                     args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
                     self.data_collator, batch_size=args.per_device_eval_batch_size, backend=args.teacher_backend,
+                    progress=not args.disable_tqdm,
                 )  # fmt: skip
             self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
         self._term_sums: dict[str, torch.Tensor] = {}
