@@ -100,7 +100,9 @@ def _onnx_scorer(
             "teacher_backend onnx needs onnxruntime: pip install 'distillkit[export]' (onnx, onnxscript, "
             "onnxruntime), or use --teacher_backend torch|int8."
         ) from None
-    work_dir = work_dir or tempfile.mkdtemp(prefix="distillkit-onnx-")
+    if work_dir is None:  # onnxruntime reads the files when the session is made: a temporary folder is enough
+        with tempfile.TemporaryDirectory(prefix="distillkit-onnx-") as tmp:
+            return _onnx_scorer(model, example, names, quantize, tmp)
     os.makedirs(work_dir, exist_ok=True)
     path = os.path.join(work_dir, "teacher.onnx")
     axes = {0: "batch", 1: "sequence"}
