@@ -90,7 +90,7 @@ def test_fast_backends_agree_with_fp32(tmp_path, tokenizer, scored, backend):
     assert (fast.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
     if backend == "onnx":
         torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)
-        before = set(tempfile.gettempdir() and os.listdir(tempfile.gettempdir()))
+        before = set(os.listdir(tempfile.gettempdir()))
         scratch = make_scorer(backend, teacher, batch)  # its files in a temporary folder, gone once it is built
         torch.testing.assert_close(scratch(batch), reference, atol=1e-4, rtol=1e-4)
         assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("distillkit-onnx-")]
