@@ -110,3 +110,18 @@ def test_projection_maps_widths_and_is_identity_when_equal():
     assert torch.equal(same(0, h), h) and not list(same.parameters())
     with pytest.raises(ValueError, match="project the student"):
         hidden_state_loss(h, torch.randn(2, 3, 48))
+
+
+def test_the_layer_normed_hidden_loss_does_not_see_the_teachers_scale():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    base = hidden_state_loss(student, teacher, mask, kind="ln_mse")
+    torch.testing.assert_close(hidden_state_loss(student, 100 * teacher, mask, kind="ln_mse"), base)
+    assert hidden_state_loss(student, 100 * teacher, mask, kind="mse") > 1000 * hidden_state_loss(
+        student, teacher, mask
+    )
+    assert hidden_state_loss(teacher * 3 + 1, teacher, mask, kind="ln_mse") < 1e-6  # same up to scale and shift
+    padded = student.clone()
+    padded[0, 3:] = 1e6  # padding counts for nothing
+    torch.testing.assert_close(hidden_state_loss(padded, teacher, mask, kind="ln_mse"), base)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .logits import _masked_mean
 
-HIDDEN_LOSS_KINDS = ("mse", "cosine")
+HIDDEN_LOSS_KINDS = ("mse", "cosine", "ln_mse")
 ATTENTION_LOSS_KINDS = ("kl", "mse")
 
 
@@ -26,6 +26,10 @@ def hidden_state_loss(
 
     kind "mse": squared error averaged over the hidden dimension, then over unmasked tokens.
     kind "cosine": 1 - cosine similarity per token, averaged over unmasked tokens (scale-free).
+    kind "ln_mse": MSE after a parameter-free layer norm of each token's state on both sides (zero mean, unit
+        variance over the hidden dimension), so the loss does not depend on the teacher's activation scale: a
+        teacher whose states are 100 times larger gives the same value (teachers differ widely: MPNet's states have
+        a mean square of 0.02 to 0.12, BERT's are near 1), and the same weight means the same thing for any teacher.
     Returns a scalar.
     """
     if student_hidden.shape != teacher_hidden.shape:
@@ -36,6 +40,9 @@ def hidden_state_loss(
     s, t = student_hidden.float(), teacher_hidden.float()
     if kind == "mse":
         per_token = (s - t).pow(2).mean(dim=-1)  # (batch, seq)
+    elif kind == "ln_mse":
+        d = s.shape[-1]
+        per_token = (F.layer_norm(s, (d,), eps=1e-6) - F.layer_norm(t, (d,), eps=1e-6)).pow(2).mean(dim=-1)
     elif kind == "cosine":
         per_token = 1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)  # (batch, seq)
     else:
