@@ -43,6 +43,22 @@ class DistillConfig(TrainingArguments):
     embedding_weight: float = field(
         default=0.0, metadata={"help": "Weight (>= 0) of embedding-output matching; 0 turns it off."}
     )
+    minilm_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight (>= 0) of MiniLM self-attention relation distillation (Q-Q, K-K, V-V relations of the "
+            "student's last layer against the teacher's --minilm_layer); 0 turns it off. Works across widths."
+        },
+    )
+    minilm_layer: int = field(
+        default=-1, metadata={"help": "The teacher layer for the minilm loss, 1-based; -1 the last (MiniLMv2 found "
+                              "an upper-middle layer better for large teachers)."}
+    )  # fmt: skip
+    minilm_heads: int | None = field(
+        default=None,
+        metadata={"help": "Relation heads A_r of the minilm loss; must divide both widths (default: the student's "
+                  "attention heads)."},
+    )  # fmt: skip
     layer_map: str = field(default="uniform", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
     extra_losses: list[str] = field(
         default_factory=list,
@@ -83,7 +99,7 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"temperature must be > 0 (got {self.temperature}); 1.0 is the plain softmax, 2-4 usual.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (got {self.alpha}): 1 = teacher only, 0 = labels only.")
-        for name in ("hidden_weight", "attention_weight", "embedding_weight"):
+        for name in ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
         if self.hidden_loss not in HIDDEN_LOSS_KINDS:
@@ -111,6 +127,7 @@ class DistillConfig(TrainingArguments):
             "hidden": self.hidden_weight,
             "attention": self.attention_weight,
             "embedding": self.embedding_weight,
+            "minilm": self.minilm_weight,
         }
         for entry in self.extra_losses:
             name, _, weight = entry.partition(":")

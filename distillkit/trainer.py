@@ -18,6 +18,7 @@ from .config import DistillConfig
 from .data import TEACHER_PREFIX
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
+from .losses.relations import QKVCapture, find_qkv
 from .metrics import build_compute_metrics
 from .resilience import NonFiniteLossError, mark_complete, save_then_move
 from .teacher import Teacher, check_teacher_student
@@ -100,6 +101,12 @@ class DistillTrainer(Trainer):
             if spec.build_module is not None
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
+        self._qkv = None  # (student capture, teacher capture) for losses that read the attention projections
+        if any(spec.needs_qkv for spec in self.loss_specs.values()):
+            self._qkv = (
+                QKVCapture(model, -1, model.config.num_hidden_layers),
+                QKVCapture(teacher_model, args.minilm_layer, teacher_model.config.num_hidden_layers),
+            )
         self._cached_logits = None
         if args.teacher_cache and self.train_dataset is not None and self._needs_teacher:
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
@@ -127,7 +134,7 @@ class DistillTrainer(Trainer):
         weights = args.loss_weights()
         specs = {name: get_loss(name) for name in weights}
         layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
-        needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions]
+        needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions or s.needs_qkv]
         if cross_tokenizer and needing:
             raise ValueError(
                 f"the teacher and the student use different tokenizers, so their token positions do not line up and "
@@ -140,6 +147,16 @@ class DistillTrainer(Trainer):
                 f"--teacher_cache holds the teacher's logits only, but the losses {needing} need its hidden states "
                 "or attention maps; turn those losses off or train without the cache."
             )
+        if "minilm" in specs:
+            heads = args.minilm_heads or model.config.num_attention_heads
+            widths = {"student": model.config.hidden_size, "teacher": teacher_config.hidden_size}
+            if any(w % heads for w in widths.values()):
+                raise ValueError(
+                    f"minilm_heads={heads} must divide both widths {widths}: the relations re-split Q, K and V into "
+                    "that many heads. Set --minilm_heads to a common divisor."
+                )
+            args.minilm_heads = heads
+            find_qkv(model)  # an architecture without query / key / value projections is refused here
         needs_labels = [name for name, spec in specs.items() if spec.needs_labels]
         columns = getattr(train_dataset, "column_names", None)
         if needs_labels and columns is not None and not any(c in columns for c in _LABEL_COLUMNS):
@@ -182,6 +199,7 @@ class DistillTrainer(Trainer):
                     args=self.args,
                     layer_map=self.layer_map,
                     module=self.distill_modules[name] if name in self.distill_modules else None,  # noqa: SIM401 (no .get)
+                    qkv=getattr(self, "_batch_qkv", None) if spec.needs_qkv else None,
                 )
             )
             terms[name] = value.detach()
@@ -203,10 +221,13 @@ class DistillTrainer(Trainer):
         student_inputs = {
             k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
         }
+        for capture in self._qkv or ():
+            capture.clear()
         student_outputs = model(
             **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
         )
         teacher_outputs = self.teacher_forward(inputs) if self._needs_teacher else None
+        self._batch_qkv = tuple(c.take() for c in self._qkv) if self._qkv else None
         loss, terms = self.compute_distill_loss(student_outputs, teacher_outputs, inputs)
         if model.training:
             for name, value in terms.items():

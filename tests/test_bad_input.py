@@ -91,6 +91,11 @@ CASES = [
         {"--teacher_backend": "tpu", "--teacher_cache": "{tmp}/c"},
         r"teacher_backend must be one of",
     ),
+    (
+        "minilm heads that divide no width",
+        {"--minilm_weight": "1", "--minilm_heads": "3"},
+        r"minilm_heads=3 must divide both widths \{'student': 16, 'teacher': 32\}",
+    ),
 ]
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(

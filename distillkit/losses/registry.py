@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from .hidden import HiddenProjection, attention_loss, hidden_state_loss
 from .layer_map import LayerMap
 from .logits import hard_label_loss, regression_distill_loss, soft_target_loss
+from .relations import minilm_relation_loss
 
 
 @dataclass
@@ -43,6 +44,8 @@ class LossInputs:
     args: Any
     layer_map: LayerMap
     module: nn.Module | None = None
+    # for losses with needs_qkv: ((student Q, K, V), (teacher Q, K, V)), each (batch, seq, width), read by hooks
+    qkv: tuple[tuple[Tensor, ...], tuple[Tensor, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class LossSpec:
     # (student_config, teacher_config, layer_map) -> trainable module or None, built once when the trainer starts
     build_module: Callable[[Any, Any, LayerMap], nn.Module | None] | None = None
     needs_teacher: bool = True  # False: the term reads the student and the labels only (the teacher is not run)
+    needs_qkv: bool = False  # True: the trainer hooks the attention projections (LossInputs.qkv)
 
 
 LOSS_REGISTRY: dict[str, LossSpec] = {}
@@ -68,6 +72,7 @@ def register_loss(
     needs_labels: bool = False,
     build_module: Callable[[Any, Any, LayerMap], nn.Module | None] | None = None,
     needs_teacher: bool = True,
+    needs_qkv: bool = False,
 ) -> Callable[[Callable[[LossInputs], Tensor]], Callable[[LossInputs], Tensor]]:
     """Decorator: register `fn(inputs: LossInputs) -> scalar Tensor` under `name` (an existing name is an error)."""
 
@@ -75,7 +80,7 @@ def register_loss(
         if name in LOSS_REGISTRY:
             raise ValueError(f"a loss named {name!r} is already registered; choose another name.")
         LOSS_REGISTRY[name] = LossSpec(
-            name, fn, needs_hidden_states, needs_attentions, needs_labels, build_module, needs_teacher
+            name, fn, needs_hidden_states, needs_attentions, needs_labels, build_module, needs_teacher, needs_qkv
         )
         return fn
 
@@ -148,3 +153,10 @@ def _attention(inputs: LossInputs) -> Tensor:
         for s, t in pairs
     ]
     return sum(terms) / len(terms)
+
+
+@register_loss("minilm", needs_qkv=True)
+def _minilm(inputs: LossInputs) -> Tensor:
+    # MiniLM(v2) relations of the student's last layer against args.minilm_layer of the teacher (relations.py)
+    (student_qkv, teacher_qkv), heads = inputs.qkv, inputs.args.minilm_heads
+    return minilm_relation_loss(student_qkv, teacher_qkv, heads, inputs.attention_mask)
