@@ -17,7 +17,7 @@ def _config(**kw):
         ("hidden_weight", -1.0, r"hidden_weight must be >= 0"),
         ("attention_weight", -1.0, r"attention_weight must be >= 0"),
         ("embedding_weight", -0.5, r"embedding_weight must be >= 0"),
-        ("hidden_loss", "l1", r"hidden_loss must be one of \('mse', 'cosine'\)"),
+        ("hidden_loss", "l1", r"hidden_loss must be one of \('mse', 'cosine', 'ln_mse'\)"),
         ("attention_loss", "js", r"attention_loss must be one of \('kl', 'mse'\)"),
         ("teacher_dtype", "int8", r"teacher_dtype must be one of"),
         ("extra_losses", ["mine:heavy"], r"extra_losses entry 'mine:heavy'"),
