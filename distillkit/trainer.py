@@ -102,6 +102,7 @@ class DistillTrainer(Trainer):
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
         self._qkv = None  # (student capture, teacher capture) for losses that read the attention projections
+        self._batch_qkv = None  # what they captured for the batch in compute_loss
         if any(spec.needs_qkv for spec in self.loss_specs.values()):
             self._qkv = (
                 QKVCapture(model, -1, model.config.num_hidden_layers),
@@ -199,7 +200,7 @@ class DistillTrainer(Trainer):
                     args=self.args,
                     layer_map=self.layer_map,
                     module=self.distill_modules[name] if name in self.distill_modules else None,  # noqa: SIM401 (no .get)
-                    qkv=getattr(self, "_batch_qkv", None) if spec.needs_qkv else None,
+                    qkv=self._batch_qkv if spec.needs_qkv else None,
                 )
             )
             terms[name] = value.detach()
@@ -222,7 +223,7 @@ class DistillTrainer(Trainer):
             k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
         }
         for capture in self._qkv or ():
-            capture.clear()
+            capture.start()
         student_outputs = model(
             **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
         )

@@ -12,9 +12,13 @@ from .conftest import VOCAB, rule_dataset, tiny_bert
 
 def _qkv(model, batch, layer=-1):
     capture = QKVCapture(model, layer, model.config.num_hidden_layers)
+    capture.start()
     with torch.no_grad():
         model(**batch)
     out = capture.take()
+    with torch.no_grad():  # outside start() / take() nothing is kept
+        model(**batch)
+    assert capture.calls == [[], [], []] and capture.take() is None
     capture.remove()
     return out
 

@@ -82,10 +82,12 @@ def find_qkv(model: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
 
 
 class QKVCapture:
-    """Forward hooks that keep the query, key and value of one layer from the latest forward pass.
+    """Forward hooks that keep the query, key and value of one layer, between `start()` and `take()`.
 
-    `layer` is 1-based (1 = the first transformer layer), negative counts from the end (-1 = the last). A model
-    whose layers share one attention block (ALBERT-style) calls it once per layer: the calls are counted.
+    Outside that window (evaluation with a plain Trainer, latency timing, any other forward) the hooks keep nothing,
+    so no activations pile up. `layer` is 1-based (1 = the first transformer layer), negative counts from the end
+    (-1 = the last). A model whose layers share one attention block (ALBERT-style) calls it once per layer: the calls
+    are counted.
     """
 
     def __init__(self, model: nn.Module, layer: int, num_layers: int):
@@ -103,22 +105,26 @@ class QKVCapture:
                 "sharing): the minilm loss cannot tell which call is which layer; use one group of shared layers."
             )
         self.calls: list[list[Tensor]] = [[], [], []]
+        self.active = False
         self.handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.triple)]
 
     def _hook(self, position: int) -> Any:
         def hook(module, args, output):
-            self.calls[position].append(output)
+            if self.active:
+                self.calls[position].append(output)
 
         return hook
 
-    def clear(self) -> None:
-        self.calls = [[], [], []]
+    def start(self) -> None:
+        """Keep what the next forward pass computes (and nothing older)."""
+        self.calls, self.active = [[], [], []], True
 
     def take(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """(Q, K, V) of the layer, each (batch, seq, width), from the forward pass since the last `clear`."""
-        if not all(self.calls):
+        """(Q, K, V) of the layer, each (batch, seq, width), from the forward pass since `start`; stops keeping."""
+        calls, self.calls, self.active = self.calls, [[], [], []], False
+        if not all(calls):
             return None
-        return tuple(c[self.call] for c in self.calls)
+        return tuple(c[self.call] for c in calls)
 
     def remove(self) -> None:
         for handle in self.handles:
