@@ -11,6 +11,9 @@ from .losses.layer_map import LAYER_MAP_HELP
 from .scoring import BACKENDS, check_backend
 
 TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+# the weights of the terms that read inside the teacher (states, maps, Q/K/V): they need the live teacher (no
+# cache) and the student's own tokenization, and a hard-label baseline turns them all off
+INTERMEDIATE_WEIGHTS = ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight")
 
 
 @dataclass
@@ -99,7 +102,7 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"temperature must be > 0 (got {self.temperature}); 1.0 is the plain softmax, 2-4 usual.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (got {self.alpha}): 1 = teacher only, 0 = labels only.")
-        for name in ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight"):
+        for name in INTERMEDIATE_WEIGHTS:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
         if self.hidden_loss not in HIDDEN_LOSS_KINDS:

@@ -14,7 +14,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cache import INDEX_COLUMN, load_or_build
 from .collator import DistillCollator
-from .config import DistillConfig
+from .config import INTERMEDIATE_WEIGHTS, DistillConfig
 from .data import TEACHER_PREFIX
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
@@ -140,7 +140,7 @@ class DistillTrainer(Trainer):
             raise ValueError(
                 f"the teacher and the student use different tokenizers, so their token positions do not line up and "
                 f"the intermediate-layer losses {needing} cannot be computed. Set their weights to 0 "
-                "(--hidden_weight 0 --attention_weight 0 --embedding_weight 0) to distill the logits only, or use "
+                f"({' '.join(f'--{w} 0' for w in INTERMEDIATE_WEIGHTS)}) to distill the logits only, or use "
                 "a student that shares the teacher's tokenizer (a preset, custom or teacher:K student)."
             )
         if args.teacher_cache and needing:

@@ -37,6 +37,7 @@ from transformers import AutoModelForSequenceClassification, set_seed
 from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
 from distillkit.cli import text_table
+from distillkit.config import INTERMEDIATE_WEIGHTS
 from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_dataset
 from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
 from distillkit.export import export_int8
@@ -232,8 +233,9 @@ class Bench:
         model_args, data_args, _, args = parse_args(flags)
         model_args.student = local_name(model_args.student, self.cli.local_models)
         if variant == "baseline":  # the gold labels alone: plain fine-tuning of the same student
-            args.alpha, args.hidden_weight, args.attention_weight, args.embedding_weight = 0.0, 0.0, 0.0, 0.0
-            args.extra_losses = []
+            args.alpha, args.extra_losses = 0.0, []
+            for weight in INTERMEDIATE_WEIGHTS:
+                setattr(args, weight, 0.0)
         student_tok = pick_student_tokenizer(model_args, teacher_tok)
         cross = student_tok is not teacher_tok
         key = (spec["train_samples"], id(student_tok))
@@ -244,7 +246,7 @@ class Bench:
         train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
         if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
             train = self.with_extra_rows(train, data_args, spec, teacher, teacher_tok, student_tok if cross else None)
-        if variant == "kd" and not any((args.hidden_weight, args.attention_weight, args.embedding_weight)):
+        if variant == "kd" and not any(getattr(args, weight) for weight in INTERMEDIATE_WEIGHTS):
             # logit-only distillation reads the teacher's logits from a cache shared by the runs on the same data
             args.teacher_cache = str(self.out / "teacher_cache" / train._fingerprint)
         student = make_student(model_args, teacher, seed)
