@@ -55,16 +55,38 @@ def torch_runner(name: str, model: nn.Module, path: str | None) -> Runner:
     return Runner(name, path, predict)
 
 
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """`module` with every nn.Linear dynamically quantized to int8 (int8 weights, activations quantized on the fly)."""
+    with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+
+
+def write_onnx(model: nn.Module, example: Batch, names: list[str], path: str) -> None:
+    """Export `model`'s logits to ONNX at `path` (weights beside it), with dynamic batch and sequence axes."""
+    axes = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LogitsOnly(model.eval(), names),
+            tuple(example[n] for n in names),
+            path,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=(tuple(axes for _ in names),),  # one entry: the *tensors argument
+            dynamo=True,
+            verbose=False,
+        )
+
+
 def export_int8(model: nn.Module, example: Batch, out_dir: str) -> Runner:
     """Dynamically quantize every nn.Linear to int8 (weights int8, activations quantized on the fly) and save it as
     TorchScript (`model.pt`): quantized weights have no safetensors form, and a TorchScript archive loads without
     unpickling Python objects. Tracing records no sequence length: any batch and length run (checked in the tests)."""
     names = input_names(model, example)
-    with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
+    quantized = quantize_int8(LogitsOnly(model.eval(), names))
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(
-            LogitsOnly(model.eval(), names), {nn.Linear}, dtype=torch.qint8
-        )
         traced = torch.jit.trace(quantized, tuple(example[n] for n in names), check_trace=False)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.pt")
@@ -86,19 +108,7 @@ def export_onnx(model: nn.Module, example: Batch, out_dir: str) -> Runner:
     names = input_names(model, example)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.onnx")
-    axes = {0: "batch", 1: "sequence"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LogitsOnly(model.eval(), names),
-            tuple(example[n] for n in names),
-            path,
-            input_names=names,
-            output_names=["logits"],
-            dynamic_shapes=(tuple(axes for _ in names),),  # one entry: the *tensors argument
-            dynamo=True,
-            verbose=False,
-        )
+    write_onnx(model, example, names, path)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
 
     def predict(batch: Batch) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .export import LogitsOnly, input_names
+from .export import input_names, quantize_int8, write_onnx
 
 BACKENDS = ("auto", "torch", "int8", "onnx", "onnx-int8")
 AUTO_ONNX_ROWS = 2048  # below this the export (tens of seconds for a base model) costs more than it saves
@@ -76,11 +76,7 @@ def make_scorer(
 
         return score
     if backend == "int8":
-        with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
-            warnings.simplefilter("ignore")
-            quantized = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(model).float().eval().cpu(), {nn.Linear}, dtype=torch.qint8
-            )
+        quantized = quantize_int8(copy.deepcopy(model).float().eval().cpu())
 
         @torch.no_grad()
         def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -105,20 +101,7 @@ def _onnx_scorer(
             return _onnx_scorer(model, example, names, quantize, tmp)
     os.makedirs(work_dir, exist_ok=True)
     path = os.path.join(work_dir, "teacher.onnx")
-    axes = {0: "batch", 1: "sequence"}
-    cpu_model = copy.deepcopy(model).float().eval().cpu()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LogitsOnly(cpu_model, names),
-            tuple(example[n].cpu() for n in names),
-            path,
-            input_names=names,
-            output_names=["logits"],
-            dynamic_shapes=(tuple(axes for _ in names),),
-            dynamo=True,
-            verbose=False,
-        )
+    write_onnx(copy.deepcopy(model).float().cpu(), {n: example[n].cpu() for n in names}, names, path)
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
