@@ -111,17 +111,17 @@ def scaled_logging_steps(args: Any, train_rows: int) -> None:
     (at least every step of a run shorter than 25), and the first step always logged."""
     if args.logging_steps != DEFAULT_LOGGING_STEPS or getattr(args.logging_strategy, "value", "steps") != "steps":
         return  # the user chose
-    if args.max_steps > 0:
-        steps = int(args.max_steps)
-    else:
-        batch = args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
-        steps = total_steps(train_rows, batch, args.num_train_epochs)
+    steps = total_steps(args, train_rows, args.per_device_train_batch_size, args.num_train_epochs, args.max_steps)
     args.logging_steps = max(1, min(DEFAULT_LOGGING_STEPS, steps // 25))
     args.logging_first_step = True
 
 
-def total_steps(rows: int, batch: int, epochs: float) -> int:
-    """Optimisation steps of `epochs` over `rows` rows at `batch` rows per step (as the Trainer counts them)."""
+def total_steps(args: Any, rows: int, per_device_batch: int, epochs: float, max_steps: int = -1) -> int:
+    """Optimisation steps of a stage (as the Trainer counts them): `max_steps` when set, else `epochs` over `rows`
+    rows, each step taking `per_device_batch` rows on each of the `args` run's processes and accumulation steps."""
+    if max_steps > 0:
+        return int(max_steps)
+    batch = per_device_batch * max(1, args.world_size) * args.gradient_accumulation_steps
     return max(1, math.ceil(epochs * math.ceil(rows / batch)))
 
 

@@ -132,8 +132,8 @@ def finetune_teacher(
     output_dir = os.path.join(args.output_dir, "teacher")
     max_steps = teacher_args.teacher_max_steps
     if max_steps <= 0 and teacher_args.teacher_min_steps > 0:
-        batch = teacher_args.teacher_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
-        planned = total_steps(len(train_dataset), batch, teacher_args.teacher_num_train_epochs)
+        epochs = teacher_args.teacher_num_train_epochs
+        planned = total_steps(args, len(train_dataset), teacher_args.teacher_batch_size, epochs)
         if planned < teacher_args.teacher_min_steps:
             max_steps = teacher_args.teacher_min_steps
             logger.info(

@@ -35,14 +35,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "n/a" if value is None else str(value)
 
 
+def score_items(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    """The task scores among a Trainer's metrics: numbers, without loss, runtime, throughput and epoch."""
+    skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
+    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith(skip)]
+
+
 def _scores(info: dict[str, Any]) -> list[dict[str, str]]:
     student = {k.removeprefix("eval_"): v for k, v in (info.get("metrics") or {}).items()}
     teacher = {k.split("eval_", 1)[-1]: v for k, v in (info.get("teacher_metrics") or {}).items()}
-    skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
     return [
         {"metric": name, "teacher": _fmt(teacher.get(name)), "student": _fmt(value)}
-        for name, value in student.items()
-        if isinstance(value, (int, float)) and not name.endswith(skip)
+        for name, value in score_items(student)
     ]
 
 

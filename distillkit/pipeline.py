@@ -34,7 +34,7 @@ from .config import DataArguments, DistillConfig, ModelArguments, TeacherArgumen
 from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, with_teacher_only_rows
 from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
-from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, write_card
+from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, write_card
 from .metrics import build_compute_metrics
 from .progress import TimeEstimate, announce
 from .recipes import dump_recipe
@@ -270,7 +270,7 @@ def run(
     if "labels" in data["train"].column_names:
         labels_in_use(data["train"]["labels"], num_labels, teacher.config.id2label)
     seq_len = data_args.max_seq_length
-    warn_if_not_smaller(size_report(student, seq_len)["parameters"], size_report(teacher, seq_len)["parameters"])
+    warn_if_not_smaller(student.num_parameters(), teacher.num_parameters())  # each shared tensor once, as size_report
     scaled_logging_steps(args, len(data["train"]))
 
     # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here ----
@@ -290,7 +290,7 @@ def run(
             compute_metrics,
         )
         result.teacher_dir = os.path.join(args.output_dir, "teacher")
-        scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in _scores_of(result.teacher_metrics))
+        scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(result.teacher_metrics))
         logger.info("teacher stage done: %s", scores or "(no validation data: not scored)")
         notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
@@ -360,11 +360,6 @@ def run(
     if push["push_to_hub"] and args.should_save:  # the main process pushes, once
         push_student(args.output_dir, push["hub_model_id"], push["hub_token"], push["hub_private_repo"])
     return result
-
-
-def _scores_of(metrics: dict[str, Any]) -> list[tuple[str, float]]:
-    skip = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
-    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith(skip)]
 
 
 def _train(trainer: DistillTrainer, resume: str | None, stop: StopOnSignal, command: list[str]) -> dict[str, Any]:
