@@ -182,3 +182,14 @@ def test_an_accelerate_launch_is_part_of_the_recorded_command(monkeypatch):
     ]
     assert _accelerate_prefix(parent) == ["accelerate", "launch", "--num_processes", "2"]
     assert _accelerate_prefix(["/bin/bash", "run.sh"]) == []
+
+
+def test_the_teacher_stage_trains_at_least_teacher_min_steps(tmp_path, trained_teacher_dir, files, caplog):
+    # 256 rows at batch 32: one epoch is 8 steps, raised to 20 (2.5 epochs) by the minimum
+    out = tmp_path / "out"
+    flags = _flags(trained_teacher_dir, files[0], out, "--finetune_teacher", "always", "--teacher_num_train_epochs",
+                   "1", "--teacher_min_steps", "20", "--teacher_batch_size", "32", dev=files[1])  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        distill.main(flags)
+    assert any("are 8 steps, fewer than teacher_min_steps: training 20 steps" in r.getMessage() for r in caplog.records)
+    assert json.loads((out / "teacher_eval_results.json").read_text())["epoch"] == 2.5
