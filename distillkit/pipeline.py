@@ -260,10 +260,10 @@ def run(
         augment_cache_dir(args.teacher_cache),
     )  # fmt: skip
     if extra is not None:  # rows for the distillation terms only: no gold label
-        encode_extra = {**encode, "label_column": None}
-        extra = (tokenize_dataset(extra, student_tokenizer, **encode_extra, teacher_tokenizer=tokenizer) if cross
-                 else tokenize_dataset(extra, tokenizer, **encode_extra))  # fmt: skip
-        data = DatasetDict({**data, "train": with_teacher_only_rows(data["train"], extra, num_labels == 1)})
+        train = with_teacher_only_rows(
+            data["train"], extra, student_tokenizer, encode, tokenizer if cross else None, num_labels == 1
+        )
+        data = DatasetDict({**data, "train": train})
         logger.info("training rows: %d labelled + %s labelled by the teacher alone", len(raw["train"]), len(extra))
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
     DistillTrainer.check_setup(student, teacher.config, args, data["train"], cross)  # fit, losses, map, labels

@@ -297,13 +297,11 @@ class Bench:
                      else None)  # fmt: skip
         extra, counts = extra_rows(data_args, unlabeled, self.subset(spec["train_samples"]), teacher, teacher_tok,
                                    self.text_column, None, 0, str(self.out / "augment"))  # fmt: skip
-        encode = {**self.encode_args(teacher), "label_column": None}
-        if student_tok is not None:  # cross-tokenizer: each model reads its own tokenization of the new text
-            extra = tokenize_dataset(extra, student_tok, **encode, teacher_tokenizer=teacher_tok)
-        else:
-            extra = tokenize_dataset(extra, teacher_tok, **encode)
         logger.info("%s: %d labelled rows + %s labelled by the teacher", spec["name"], len(train), counts)
-        return with_teacher_only_rows(train, extra)
+        # cross-tokenizer (student_tok given): each model reads its own tokenization of the new text
+        cross = student_tok is not None
+        return with_teacher_only_rows(train, extra, student_tok if cross else teacher_tok, self.encode_args(teacher),
+                                      teacher_tok if cross else None)  # fmt: skip
 
     def latencies(self, model: Any, tokenizer: Any) -> dict[str, float]:
         """Timed as each run ends, unless every model is re-timed at the end anyway (--remeasure_latency)."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from datasets import Dataset, Value, concatenate_datasets
+from datasets import Dataset, Features, Value, concatenate_datasets
 
 from .files import FORMATS, read_file
+from .tasks import tokenize_dataset
 
 NO_LABEL = -100
 
@@ -45,11 +46,26 @@ def load_unlabeled(path: str, text_column: str, pair_column: str | None = None) 
             f"unlabeled file {path!r} has no column(s) {missing} (columns: {data.column_names}); it needs the same "
             "text column(s) as the training data (--text_column / --text_pair_column)."
         )
-    return data.select_columns(wanted).cast(data.features.__class__({c: Value("string") for c in wanted}))
+    return _as_text(data.select_columns(wanted))
 
 
-def with_teacher_only_rows(train: Dataset, extra: Dataset, regression: bool = False) -> Dataset:
-    """`train` followed by the tokenized `extra` rows, which get no gold label (when `train` has labels)."""
+def _as_text(dataset: Dataset) -> Dataset:
+    """Every column as strings (a column of numbers read from a file is still text here)."""
+    return dataset.cast(Features({c: Value("string") for c in dataset.column_names}))
+
+
+def with_teacher_only_rows(
+    train: Dataset,
+    extra: Dataset,
+    tokenizer: Any,
+    encode: dict[str, Any],
+    teacher_tokenizer: Any = None,
+    regression: bool = False,
+) -> Dataset:
+    """`train` (tokenized) followed by the raw `extra` texts, tokenized as `tokenize_dataset(..., **encode)` does
+    but without labels (with `teacher_tokenizer`, also in the teacher's own tokenization): they get no gold label
+    (when `train` has labels)."""
+    extra = tokenize_dataset(extra, tokenizer, **{**encode, "label_column": None}, teacher_tokenizer=teacher_tokenizer)
     if "labels" in train.column_names:
         extra = extra.add_column("labels", [float("nan") if regression else NO_LABEL] * len(extra))
     extra = extra.cast(train.features)
@@ -93,10 +109,8 @@ def extra_rows(
             texts, pairs, source, data_args.augment, data_args.augment_p, seed, cache_dir
         )
         columns = {text_column: new, **({pair_column: new_pairs} if pair_column else {})}
-        parts.append(Dataset.from_dict(columns, features=None))
+        parts.append(_as_text(Dataset.from_dict(columns)))  # an empty list has no type until cast
         counts["augmented_rows"] = len(new)
     if not parts:
         return None, counts
-    strings = {c: Value("string") for c in (text_column, pair_column) if c}
-    parts = [p.cast(p.features.__class__(strings)) for p in parts]
     return concatenate_datasets(parts), counts
