@@ -28,8 +28,6 @@ USAGE = (
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Dispatch `distillkit COMMAND ...` to the command's module; errors exit as `run_cli` says (2 = bad input)."""
-    from ..cli import run_cli
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
@@ -39,19 +37,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print(f"distillkit {__version__}")
         return
-    name = argv[0]
-    if name not in COMMANDS:
-        print(f"error: unknown command {name!r}; the commands are: {', '.join(COMMANDS)}.", file=sys.stderr)
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; the commands are: {', '.join(COMMANDS)}.", file=sys.stderr)
         raise SystemExit(2)
-    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
-    flags = [a for a in argv[1:] if a != "--debug"]
-    run_cli(lambda: module.main(flags), debug="--debug" in argv)
+    _run(argv[0], argv[1:])
 
 
 def script_main(name: str) -> None:
     """The body of a `scripts/NAME.py` wrapper in a clone: the same command, flags from the command line."""
+    _run(name, sys.argv[1:])
+
+
+def _run(name: str, args: list[str]) -> None:
+    """Run command `name` on its flags; `--debug` among them shows tracebacks instead of one-line errors."""
     from ..cli import run_cli
 
     module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
-    flags = [a for a in sys.argv[1:] if a != "--debug"]
-    run_cli(lambda: module.main(flags), debug="--debug" in sys.argv)
+    flags = [a for a in args if a != "--debug"]
+    run_cli(lambda: module.main(flags), debug="--debug" in args)
