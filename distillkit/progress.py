@@ -29,7 +29,6 @@ class TimeEstimate(TrainerCallback):
         self._start: float | None = None
         self._first_step = 0
         self._said: set[str] = set()
-        self.estimate_s: float | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.max_steps <= 0:
@@ -44,7 +43,6 @@ class TimeEstimate(TrainerCallback):
         key = "first" if "first" not in self._said else ("half" if halfway and "half" not in self._said else None)
         if key and done >= min(self.after_steps, max(1, left)):
             per_step = (now - self._start) / done
-            self.estimate_s = per_step * state.max_steps
             self._said.add(key)
             logger.info(
                 "%s: step %d of %d, %.2f s/step: about %s left (%s in all)",
@@ -53,6 +51,6 @@ class TimeEstimate(TrainerCallback):
                 state.max_steps,
                 per_step,
                 _minutes(per_step * left),
-                _minutes(self.estimate_s),
+                _minutes(per_step * state.max_steps),
             )
         return control
