@@ -14,6 +14,7 @@ TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 # the weights of the terms that read inside the teacher (states, maps, Q/K/V): they need the live teacher (no
 # cache) and the student's own tokenization, and a hard-label baseline turns them all off
 INTERMEDIATE_WEIGHTS = ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight")
+STAGES = ("intermediate", "prediction")  # the two stages of the schedule that intermediate_epochs turns on
 
 
 @dataclass
@@ -63,6 +64,16 @@ class DistillConfig(TrainingArguments):
                   "attention heads)."},
     )  # fmt: skip
     layer_map: str = field(default="uniform", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
+    intermediate_epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "Two-stage schedule (TinyBERT's task distillation): train the student on the intermediate terms "
+            "alone (hidden, attention, embedding, minilm) for this many epochs, then on the prediction-layer terms "
+            "(kd, ce, extra losses) for num_train_epochs (or max_steps). Each stage has its own learning-rate "
+            "schedule and a fresh optimizer state; the classifier is not trained in stage 1. 0: every term "
+            "together (joint training)."
+        },
+    )
     extra_losses: list[str] = field(
         default_factory=list,
         metadata={"help": "Registered losses to add, as 'name' or 'name:weight' (weight 1 when omitted)."},
@@ -105,6 +116,17 @@ class DistillConfig(TrainingArguments):
         for name in INTERMEDIATE_WEIGHTS:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
+        if not self.intermediate_epochs >= 0:
+            raise ValueError(f"intermediate_epochs must be >= 0 (got {self.intermediate_epochs}); 0 trains jointly.")
+        if self.intermediate_epochs > 0:
+            if not any(getattr(self, name) > 0 for name in INTERMEDIATE_WEIGHTS):
+                raise ValueError(
+                    f"intermediate_epochs={self.intermediate_epochs:g} trains the intermediate terms alone first, but "
+                    f"none is on: give one a weight (e.g. --hidden_weight 1 --attention_weight 1, or --minilm_weight "
+                    "1), or set intermediate_epochs to 0."
+                )
+            if self.ddp_find_unused_parameters is None:
+                self.ddp_find_unused_parameters = True  # stage 1 leaves the classifier out of the loss
         if self.hidden_loss not in HIDDEN_LOSS_KINDS:
             raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSS_KINDS} (got {self.hidden_loss!r}).")
         if self.attention_loss not in ATTENTION_LOSS_KINDS:
@@ -122,8 +144,11 @@ class DistillConfig(TrainingArguments):
         self.loss_weights()  # parses extra_losses, so a malformed entry fails here and not at the first step
         super().__post_init__()
 
-    def loss_weights(self) -> dict[str, float]:
-        """The active losses as {registered name: weight}, in a fixed order; zero weights are left out."""
+    def loss_weights(self, stage: str | None = None) -> dict[str, float]:
+        """The active losses as {registered name: weight}, in a fixed order; zero weights are left out.
+
+        stage None: every active term. "intermediate": the intermediate terms only (stage 1 of the two-stage
+        schedule); "prediction": the others (kd, ce and extra losses: stage 2)."""
         weights = {
             "kd": self.alpha,
             "ce": 1.0 - self.alpha,
@@ -140,7 +165,13 @@ class DistillConfig(TrainingArguments):
                 raise ValueError(
                     f"extra_losses entry {entry!r} must be 'name' or 'name:weight' with a number as weight."
                 ) from None
-        return {name: w for name, w in weights.items() if w != 0.0}
+        active = {name: w for name, w in weights.items() if w != 0.0}
+        if stage is None:
+            return active
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES} or None (got {stage!r}).")
+        intermediate = {name.removesuffix("_weight") for name in INTERMEDIATE_WEIGHTS}
+        return {n: w for n, w in active.items() if (n in intermediate) == (stage == "intermediate")}
 
 
 @dataclass

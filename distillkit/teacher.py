@@ -38,18 +38,26 @@ class Teacher:
         output_attentions: bool = False,
     ):
         self.model = model
-        self.output_hidden_states = output_hidden_states
-        self.output_attentions = output_attentions
         model.eval()
         model.requires_grad_(False)
-        if output_attentions and getattr(model.config, "_attn_implementation", "eager") != "eager":
-            logger.info("switching the teacher to eager attention: attention maps are distilled")
-            model.set_attn_implementation("eager")
+        self._attn_implementation = getattr(model.config, "_attn_implementation", None)  # as loaded
+        self.set_outputs(output_hidden_states, output_attentions)
         if isinstance(dtype, str):
             dtype = _DTYPES[dtype]
         if dtype is not None or device is not None:
             model.to(device=device, dtype=dtype)
         self._accepted = set(inspect.signature(model.forward).parameters)
+
+    def set_outputs(self, hidden_states: bool, attentions: bool) -> None:
+        """Ask for hidden states and attention maps from now on (or stop asking). Attention maps switch the model to
+        eager attention; when they are no longer wanted, it goes back to the implementation it was loaded with."""
+        self.output_hidden_states, self.output_attentions = hidden_states, attentions
+        current = getattr(self.model.config, "_attn_implementation", "eager")
+        if attentions and current != "eager":
+            logger.info("switching the teacher to eager attention: attention maps are distilled")
+            self.model.set_attn_implementation("eager")
+        elif not attentions and self._attn_implementation not in (None, current):
+            self.model.set_attn_implementation(self._attn_implementation)
 
     @property
     def config(self) -> Any:

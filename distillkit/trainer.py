@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel, Trainer
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import PreTrainedModel, Trainer, TrainerCallback, get_scheduler
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .cache import INDEX_COLUMN, load_or_build
 from .collator import DistillCollator
-from .config import INTERMEDIATE_WEIGHTS, DistillConfig
+from .config import INTERMEDIATE_WEIGHTS, STAGES, DistillConfig
 from .data import TEACHER_PREFIX
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
 from .losses.relations import QKVCapture, find_qkv
 from .metrics import build_compute_metrics
+from .progress import announce
 from .resilience import NonFiniteLossError, mark_complete, save_then_move
 from .teacher import Teacher, check_teacher_student
 
@@ -40,6 +44,11 @@ class DistillTrainer(Trainer):
     in a subclass to change how the teacher is run or how the terms are combined. Learned projections of the
     intermediate losses live in `self.distill_modules`: they are optimised with the student, saved in checkpoints,
     and never written into the saved student.
+
+    With `args.intermediate_epochs > 0` one `train()` runs two stages (TinyBERT's task distillation): the first
+    `stage1_steps` steps train the intermediate terms alone (the classifier gets no gradient), the rest the
+    prediction-layer terms; each stage has its own learning-rate schedule, the optimizer state is reset between
+    them, and a checkpoint of either stage resumes in that stage (the stage follows from the global step).
     """
 
     # compute_distill_loss returns a per-batch mean: let the Trainer divide it by the accumulation steps
@@ -76,31 +85,30 @@ class DistillTrainer(Trainer):
                     "each encoding is padded with its own pad token."
                 )
             kwargs["data_collator"] = DistillCollator(kwargs["processing_class"], teacher_tokenizer)
-        self._needs_hidden = any(spec.needs_hidden_states for spec in self.loss_specs.values())
-        self._needs_attn = any(spec.needs_attentions for spec in self.loss_specs.values())
+        # two stages: {stage: its weights}; the first stage's length is known when training starts
+        self.stage_weights = {st: args.loss_weights(st) for st in STAGES} if args.intermediate_epochs > 0 else None
+        self.stage1_steps = 0
+        self._stage: str | None = None  # the stage the models are set up for (None: joint training)
+        self._optimizer_reset_at: int | None = None
+        self._student_attn = getattr(model.config, "_attn_implementation", None)  # as built
         # alpha=0 and no other term: plain fine-tuning on the labels (a baseline), the teacher is never run
         self._needs_teacher = any(spec.needs_teacher for spec in self.loss_specs.values())
-        if self._needs_attn and getattr(model.config, "_attn_implementation", "eager") != "eager":
-            model.set_attn_implementation("eager")  # SDPA never materialises the attention maps
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = build_compute_metrics(model.config.num_labels)
 
         super().__init__(model=model, args=args, **kwargs)
 
-        # (re)wrapped here: which outputs the teacher must return depends on the active losses
-        self.teacher = Teacher(
-            teacher_model,
-            dtype=args.teacher_dtype,
-            device=args.device,
-            output_hidden_states=self._needs_hidden,
-            output_attentions=self._needs_attn,
-        )
+        # (re)wrapped here: which outputs the teacher must return depends on the active losses (set_stage)
+        self.teacher = Teacher(teacher_model, dtype=args.teacher_dtype, device=args.device)
         built = {
             name: spec.build_module(model.config, teacher_model.config, self.layer_map)
             for name, spec in self.loss_specs.items()
             if spec.build_module is not None
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
+        # the Trainer clears the student's gradients after each optimizer step (model.zero_grad()), not the
+        # optimizer's: without this the projections' gradients would pile up over the whole run
+        self.add_callback(_ClearGradients(self.distill_modules))
         self._qkv = None  # (student capture, teacher capture) for losses that read the attention projections
         self._batch_qkv = None  # what they captured for the batch in compute_loss
         if any(spec.needs_qkv for spec in self.loss_specs.values()):
@@ -110,6 +118,7 @@ class DistillTrainer(Trainer):
             )
         self._cached_logits = None
         if args.teacher_cache and self.train_dataset is not None and self._needs_teacher:
+            self.set_stage("prediction" if self.stage_weights else None)  # the cache holds logits only
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
                 self._cached_logits = load_or_build(
                     args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
@@ -117,9 +126,34 @@ class DistillTrainer(Trainer):
                     progress=not args.disable_tqdm,
                 )  # fmt: skip
             self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
-        self._term_sums: dict[str, torch.Tensor] = {}
+        self._term_sums: dict[str, tuple[torch.Tensor, int]] = {}  # {name: (sum since the last log, steps)}
         self._term_steps = 0
+        self.set_stage("intermediate" if self.stage_weights else None)
         logger.info("distillation losses %s, layer map %s", self.loss_weights, self.layer_map)
+
+    def set_stage(self, stage: str | None) -> None:
+        """Set the models up for a stage's losses: which terms are summed, whether hidden states and attention maps
+        are asked for (attention maps need eager attention: each model goes back to its own implementation when
+        they are not), and whether the attention projections are read. None: every term (joint training)."""
+        self._stage = stage
+        self.active_weights = self.loss_weights if stage is None else self.stage_weights[stage]
+        specs = [self.loss_specs[name] for name in self.active_weights]
+        self._needs_hidden = any(spec.needs_hidden_states for spec in specs)
+        self._needs_attn = any(spec.needs_attentions for spec in specs)
+        self._reads_qkv = self._qkv is not None and any(spec.needs_qkv for spec in specs)
+        self.teacher.set_outputs(self._needs_hidden, self._needs_attn)
+        student = self.model
+        current = getattr(student.config, "_attn_implementation", "eager")
+        if self._needs_attn and current != "eager":
+            student.set_attn_implementation("eager")  # SDPA never materialises the attention maps
+        elif not self._needs_attn and self._student_attn not in (None, current):
+            student.set_attn_implementation(self._student_attn)
+
+    def stage_at(self, step: int) -> str | None:
+        """The stage that the step after `step` belongs to (None without the two-stage schedule)."""
+        if self.stage_weights is None:
+            return None
+        return "intermediate" if step < self.stage1_steps else "prediction"
 
     @staticmethod
     def check_setup(
@@ -143,10 +177,13 @@ class DistillTrainer(Trainer):
                 f"({' '.join(f'--{w} 0' for w in INTERMEDIATE_WEIGHTS)}) to distill the logits only, or use "
                 "a student that shares the teacher's tokenizer (a preset, custom or teacher:K student)."
             )
-        if args.teacher_cache and needing:
+        # with two stages the cache serves the prediction stage only (stage 1 runs the teacher live)
+        cached = [n for n in needing if args.intermediate_epochs == 0 or n in args.loss_weights("prediction")]
+        if args.teacher_cache and cached:
             raise ValueError(
-                f"--teacher_cache holds the teacher's logits only, but the losses {needing} need its hidden states "
-                "or attention maps; turn those losses off or train without the cache."
+                f"--teacher_cache holds the teacher's logits only, but the losses {cached} need its hidden states "
+                "or attention maps; turn those losses off, train without the cache, or train them in stage 1 of "
+                "the two-stage schedule (--intermediate_epochs E)."
             )
         if "minilm" in specs:
             heads = args.minilm_heads or model.config.num_attention_heads
@@ -174,7 +211,7 @@ class DistillTrainer(Trainer):
         """Run the frozen teacher on the batch; returns its outputs (logits, and states / maps if a loss needs them).
         Training batches read the logits from the teacher cache when there is one."""
         index = inputs.get(INDEX_COLUMN)
-        if index is not None and self._cached_logits is not None:
+        if index is not None and self._cached_logits is not None and self._stage != "intermediate":
             return SequenceClassifierOutput(logits=self._cached_logits[index.cpu()].to(self.args.device))
         return self.teacher(inputs)
 
@@ -185,7 +222,7 @@ class DistillTrainer(Trainer):
         labels = inputs.get("labels")
         total = None
         terms: dict[str, torch.Tensor] = {}
-        for name, weight in self.loss_weights.items():
+        for name, weight in self.active_weights.items():
             spec = self.loss_specs[name]
             if spec.needs_labels and labels is None:
                 raise ValueError(
@@ -222,17 +259,20 @@ class DistillTrainer(Trainer):
         student_inputs = {
             k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
         }
-        for capture in self._qkv or ():
+        if (stage := self.stage_at(self.state.global_step)) != self._stage:
+            self.set_stage(stage)
+        for capture in self._qkv if self._reads_qkv else ():
             capture.start()
         student_outputs = model(
             **student_inputs, output_hidden_states=self._needs_hidden, output_attentions=self._needs_attn
         )
         teacher_outputs = self.teacher_forward(inputs) if self._needs_teacher else None
-        self._batch_qkv = tuple(c.take() for c in self._qkv) if self._qkv else None
+        self._batch_qkv = tuple(c.take() for c in self._qkv) if self._reads_qkv else None
         loss, terms = self.compute_distill_loss(student_outputs, teacher_outputs, inputs)
         if model.training:
             for name, value in terms.items():
-                self._term_sums[name] = self._term_sums.get(name, 0.0) + value
+                total_so_far, steps = self._term_sums.get(name, (0.0, 0))
+                self._term_sums[name] = (total_so_far + value, steps + 1)
             self._term_steps += 1
         if return_outputs:
             # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
@@ -240,6 +280,14 @@ class DistillTrainer(Trainer):
         return loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        step = self.state.global_step
+        if self.stage_weights is not None and step == self.stage1_steps and self._optimizer_reset_at != step:
+            # stage 2 starts: a fresh optimizer state, as if it were a run of its own (done at this step whether the
+            # run got here straight or resumed from the checkpoint at the end of stage 1)
+            getattr(self.optimizer, "optimizer", self.optimizer).state.clear()
+            self._optimizer_reset_at = step
+            announce("distillation stage 2/2", f"prediction layer {self.stage_weights['prediction']}, steps "
+                     f"{step + 1}-{self.state.max_steps}")  # fmt: skip
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The projections live outside the DDP-wrapped student, so DDP does not average their gradients: do it here,
         # once per optimizer step (gradients accumulate locally over the accumulation micro-steps in between).
@@ -253,10 +301,12 @@ class DistillTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._term_steps:  # a training log: add each term's mean since the last one
             names = list(self._term_sums)
-            means = torch.stack([torch.as_tensor(self._term_sums[n]) for n in names]).float() / self._term_steps
-            means = self.accelerator.reduce(means.to(self.args.device), reduction="mean")
+            means = torch.stack([torch.as_tensor(self._term_sums[n][0]) / self._term_sums[n][1] for n in names])
+            means = self.accelerator.reduce(means.float().to(self.args.device), reduction="mean")
             for name, value in zip(names, means.tolist()):
                 logs[f"loss_{name}"] = round(value, 6)
+            if self.stage_weights is not None:
+                logs["distill_stage"] = 1 if self._stage == "intermediate" else 2
             self._term_sums, self._term_steps = {}, 0
         super().log(logs, start_time)
 
@@ -268,6 +318,53 @@ class DistillTrainer(Trainer):
             for column in getattr(dataset, "column_names", None) or []:
                 if column.startswith(TEACHER_PREFIX) and column not in self._signature_columns:
                     self._signature_columns.append(column)
+
+    def set_initial_training_values(self, args, dataloader):
+        """The Trainer's step counts, with stage 1's `intermediate_epochs` put before the usual run (stage 2:
+        `num_train_epochs`, or `max_steps` when set)."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self.stage_weights is None:
+            return values
+        _, per_epoch, examples, _, batch_size, steps_in_epoch, max_steps = values
+        self.stage1_steps = max(1, math.ceil(args.intermediate_epochs * per_epoch))
+        total = self.stage1_steps + max_steps
+        announce(
+            "distillation stage 1/2",
+            f"intermediate layers {self.stage_weights['intermediate']}, steps 1-{self.stage1_steps} "
+            f"({args.intermediate_epochs:g} epochs); stage 2: prediction layer, steps {self.stage1_steps + 1}-{total}",
+        )
+        return math.ceil(total / per_epoch), per_epoch, examples, total * batch_size, batch_size, steps_in_epoch, total
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Two stages: the configured schedule (warm-up included) run once over each stage's steps."""
+        if self.stage_weights is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        first = self.stage1_steps
+        parts = []
+        for steps in (first, num_training_steps - first):
+            probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            schedule = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=probe, num_warmup_steps=self.args.get_warmup_steps(steps),
+                num_training_steps=steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )  # fmt: skip
+            if not isinstance(schedule, LambdaLR):
+                raise ValueError(
+                    f"lr_scheduler_type {self.args.lr_scheduler_type!r} cannot be run once per stage of the two-stage "
+                    "schedule; use linear, cosine, constant or constant_with_warmup, or intermediate_epochs 0."
+                )
+            parts.append(schedule.lr_lambdas[0])
+        self.lr_scheduler = LambdaLR(
+            optimizer or self.optimizer, lambda step: parts[0](step) if step < first else parts[1](step - first)
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:  # distillkit's default sampling: make it resume exactly
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = _EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
@@ -304,3 +401,30 @@ class DistillTrainer(Trainer):
             else:
                 logger.warning("%s has no %s: the loss projections start afresh", checkpoint, DISTILL_MODULES_NAME)
         super()._load_optimizer_and_scheduler(checkpoint)
+
+
+class _ClearGradients(TrainerCallback):
+    """Clears a module's gradients after every optimizer step (for modules that live outside the student)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.module.zero_grad(set_to_none=True)
+
+
+class _EpochSeededLengthSampler(LengthGroupedSampler):
+    """`LengthGroupedSampler` whose order for epoch e comes from a generator seeded with seed + e (the Trainer calls
+    `set_epoch`). transformers' own draws from the global RNG, whose state at the start of a later epoch differs
+    between a straight run and one resumed mid-epoch: the resumed run would see other batches."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()

@@ -191,6 +191,8 @@ def test_projections_are_saved_in_checkpoints_only(tmp_path, tokenizer, trained_
     with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
         assert not any("proj" in k for k in f.keys())  # noqa: SIM118 (a safetensors handle)
     assert os.path.isfile(checkpoint / "optimizer.pt")
+    # the Trainer clears only the student's gradients after a step: the projections' must not pile up either
+    assert all(p.grad is None for p in trainer.distill_modules.parameters())
 
 
 def test_a_copy_of_the_teacher_has_zero_loss_on_every_term(tmp_path, tokenizer, trained_teacher):
