@@ -223,6 +223,10 @@ def card_info(
 ) -> dict[str, Any]:
     teacher = model_args.teacher_name or model_args.teacher
     length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+    if getattr(trainer, "stage_weights", None):  # the two-stage schedule
+        stage1 = trainer.stage_weights["intermediate"]
+        length = (f"two stages: {args.intermediate_epochs:g} epochs ({trainer.stage1_steps} steps) on the intermediate "
+                  f"terms {', '.join(stage1)} alone, then {length} on the prediction layer")  # fmt: skip
     return {
         "name": os.path.basename(os.path.normpath(args.output_dir)),
         "repo_id": args.hub_model_id,

@@ -233,7 +233,7 @@ class Bench:
         model_args, data_args, _, args = parse_args(flags)
         model_args.student = local_name(model_args.student, self.cli.local_models)
         if variant == "baseline":  # the gold labels alone: plain fine-tuning of the same student
-            args.alpha, args.extra_losses = 0.0, []
+            args.alpha, args.extra_losses, args.intermediate_epochs = 0.0, [], 0.0
             for weight in INTERMEDIATE_WEIGHTS:
                 setattr(args, weight, 0.0)
         student_tok = pick_student_tokenizer(model_args, teacher_tok)
@@ -246,8 +246,9 @@ class Bench:
         train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
         if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
             train = self.with_extra_rows(train, data_args, spec, teacher, teacher_tok, student_tok if cross else None)
-        if variant == "kd" and not any(getattr(args, weight) for weight in INTERMEDIATE_WEIGHTS):
-            # logit-only distillation reads the teacher's logits from a cache shared by the runs on the same data
+        if variant == "kd" and (args.intermediate_epochs or not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS)):
+            # logit-only distillation (and stage 2 of the two-stage schedule) reads the teacher's logits from a cache
+            # shared by the runs on the same data
             args.teacher_cache = str(self.out / "teacher_cache" / train._fingerprint)
         student = make_student(model_args, teacher, seed)
         trainer = DistillTrainer(
@@ -276,6 +277,7 @@ class Bench:
             "accuracy": round(metrics["eval_accuracy"], 4),
             "train_examples": len(train),
             "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
+            "intermediate_epochs": args.intermediate_epochs or None,  # stage 1 of the two-stage schedule
             "steps": trainer.state.global_step,
             "train_s": round(seconds, 1),
             "train_examples_per_s": round(train_metrics.get("train_samples_per_second", float("nan")), 1),
@@ -370,6 +372,7 @@ def summarize(
             train_s=round(statistics.mean(r["train_s"] for r in group), 1),
             train_examples_per_s=round(statistics.mean(r["train_examples_per_s"] for r in group), 1),
             epochs=first.get("epochs"),
+            intermediate_epochs=first.get("intermediate_epochs"),
         )
         row["speedup_fp32"] = round(teacher["latency_fp32_ms"] / row["latency_fp32_ms"], 2)
         base = groups.get((baselines.get(name, name), "baseline")) if variant == "kd" else None
@@ -414,6 +417,10 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     def pct(v):
         return "" if v is None else f"{100 * v:.1f}"
 
+    def epochs(r):  # "1+2": one epoch of stage 1 (intermediate terms), then two of the prediction layer
+        stage1 = f"{r['intermediate_epochs']:g}+" if r.get("intermediate_epochs") else ""
+        return f"{stage1}{r.get('epochs') or 0:g}"
+
     def gain(r):
         if "kd_gain" not in r:
             return ""
@@ -427,7 +434,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         acc = pct(r["accuracy"]) + (f" ± {100 * r['accuracy_std']:.1f}" if r.get("accuracy_std") else "")
         cells = [r["name"], r["variant"], f"{r['parameters'] / 1e6:.1f}M", f"{r['size_mb']:.1f}",
                  f"{r['latency_fp32_ms']:.2f}", f"{r['latency_int8_ms']:.2f}", acc, pct(r["retained"]), gain(r),
-                 str(r.get("seeds", 1)), str(r.get("train_examples", "")), f"{r.get('epochs') or 0:g}",
+                 str(r.get("seeds", 1)), str(r.get("train_examples", "")), epochs(r),
                  f"{r.get('train_s', 0):.0f}",
                  str(r.get("train_examples_per_s") or "")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
