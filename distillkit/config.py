@@ -194,6 +194,11 @@ class ModelArguments:
     embedding_size: int | None = field(
         default=None, metadata={"help": "Factorized embeddings of this size (<= width): an ALBERT student."}
     )
+    prune_samples: int = field(
+        default=512,
+        metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
+                  "Taylor importance) before it is cut."},
+    )  # fmt: skip
     share_layers: bool = field(
         default=False, metadata={"help": "ALBERT-style cross-layer sharing: layers share one set of weights."}
     )
@@ -217,6 +222,13 @@ class ModelArguments:
             "you trust: unpickling can run code."
         },
     )
+
+    def __post_init__(self):
+        if self.prune_samples < 1:
+            raise ValueError(
+                f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "
+                "on that many training examples (512 is the default)."
+            )
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import DatasetDict
-from transformers import IntervalStrategy, Trainer, set_seed
+from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
 from .checks import (
@@ -49,12 +49,14 @@ from .resilience import (
 )
 from .students import build_student, format_size_table, size_report, write_size_report
 from .students.presets import KNOWN_SPECS
+from .students.prune import prune_on_data
 from .trainer import DistillTrainer
 
 logger = logging.getLogger(__name__)
 
 _PUSH_FIELDS = ("push_to_hub", "hub_model_id", "hub_token", "hub_private_repo")
 DATA_REPORT = "data_report.json"  # which rows were read and used
+PRUNE_REPORT = "prune_report.json"  # --student pruned: what was kept, by which scores
 
 
 @dataclass
@@ -295,6 +297,13 @@ def run(
         notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
         student = make_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
+    prune_report = None
+    if model_args.student == "pruned":  # cut by importance, measured on the (fine-tuned) teacher
+        announce("pruning", f"scoring the teacher's units on {model_args.prune_samples:,} training rows")
+        student, prune_report = prune_on_data(
+            teacher, student, teacher_data["train"], DataCollatorWithPadding(tokenizer), model_args.prune_samples
+        )
+        logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
     stop = StopOnSignal()
     announce("distillation", f"{len(data['train']):,} rows, losses {args.loss_weights()}")
     trainer = DistillTrainer(
@@ -321,6 +330,8 @@ def run(
         dump_recipe(path, model_args, data_args, teacher_args, args, header=header, absolute_paths=True)
         write_size_report(args.output_dir, result.sizes)
         atomic_write_text(os.path.join(args.output_dir, DATA_REPORT), json.dumps(data_report, indent=2))
+        if prune_report is not None:
+            atomic_write_text(os.path.join(args.output_dir, PRUNE_REPORT), json.dumps(prune_report, indent=2))
 
     train_metrics = _train(trainer, resume, stop, command)
     trainer.save_model()  # the student and its tokenizer, loadable with plain transformers

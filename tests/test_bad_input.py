@@ -92,6 +92,27 @@ CASES = [
         r"teacher_backend must be one of",
     ),
     (
+        "a pruned student wider than the teacher",
+        {"--student": "pruned", "--hidden_size": "64"},
+        r"a pruned student keeps part of the teacher: --hidden_size 64 must be between 1 and the teacher's 32",
+    ),
+    (
+        "a pruned student whose heads do not fit",
+        {"--student": "pruned", "--hidden_size": "24", "--num_heads": "1"},  # a head of 24 > the teacher's 16
+        r"--num_heads 1 does not fit --hidden_size 24",
+    ),
+    (
+        "a pruned student of a teacher without a trained head, never fine-tuned",
+        {"--student": "pruned", "--teacher": "{base_teacher}", "--finetune_teacher": "never"},
+        r"has no trained classification head",
+    ),
+    ("prune_samples 0", {"--student": "pruned", "--prune_samples": "0"}, r"prune_samples must be >= 1 \(got 0\)"),
+    (
+        "two stages without an intermediate term",
+        {"--intermediate_epochs": "1"},
+        r"intermediate_epochs=1 trains the intermediate terms alone first, but none is on",
+    ),
+    (
         "minilm heads that divide no width",
         {"--minilm_weight": "1", "--minilm_heads": "3"},
         r"minilm_heads=3 must divide both widths \{'student': 16, 'teacher': 32\}",
@@ -128,8 +149,12 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     teacher = tiny_bert()
     teacher.config.save_pretrained(pickled)
     torch.save(teacher.state_dict(), pickled / "pytorch_model.bin")
+    from transformers import BertModel
+
+    BertModel(tiny_bert().config).save_pretrained(tmp / "base")
     return {
-        "tmp": tmp, "train": train, "empty": tmp / "empty.tsv", "header_only": tmp / "header.tsv",
+        "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",
+        "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",
         "other_vocab": tmp / "other_vocab", "pickled": pickled, "teacher": trained_teacher_dir,
         "foreign_cache": tmp / "foreign_cache", "empty_label": tmp / "empty_labels.tsv",

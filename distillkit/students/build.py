@@ -20,6 +20,7 @@ from transformers import (
 from ..finetune import check_weights
 from .init import cut_teacher, init_embeddings, init_head, init_shared_layers, log_notes
 from .presets import KNOWN_SPECS, PRESETS, StudentShape, resolve_shape
+from .prune import PruneShape, prune
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,18 @@ def build_student(
         truncated SVD, shared layers from teacher layers of the same width); what was done is logged and kept in
         `model.distillkit_init_notes`.
     """
+    if spec == "pruned":
+        if embedding_size is not None or share_layers:
+            raise ValueError(
+                "--student pruned keeps the teacher's architecture: factorized embeddings and layer sharing are not "
+                "offered for it yet; leave out --embedding_size and --share_layers."
+            )
+        c = teacher.config
+        shape = PruneShape(num_layers or c.num_hidden_layers, num_heads or c.num_attention_heads,
+                           hidden_size or c.hidden_size, intermediate_size or c.intermediate_size)  # fmt: skip
+        student = prune(teacher, shape)  # the first units; the pipeline cuts again by importance on the task's data
+        student.distillkit_init_notes = log_notes(student.distillkit_init_notes)
+        return student
     k = _parse_teacher_spec(spec)
     if k is not None:
         if (

@@ -12,7 +12,8 @@ PRESETS: dict[str, tuple[int, int]] = {
     "medium": (8, 512),
 }
 KNOWN_SPECS = (
-    f"{', '.join(PRESETS)}, teacher:K, custom (with --num_layers/--hidden_size), or a local directory / hub name"
+    f"{', '.join(PRESETS)}, teacher:K, custom (with --num_layers/--hidden_size), pruned (the teacher cut to "
+    "--num_layers/--num_heads/--hidden_size/--intermediate_size), or a local directory / hub name"
 )
 
 

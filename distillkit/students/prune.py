@@ -1,0 +1,369 @@
+"""Students cut from the teacher: structured pruning of layers, heads, head dimensions, FFN neurons and width.
+
+The student is the teacher's own architecture with an ordinary config (the same number of heads, head width and FFN
+neurons in every layer), so it loads with `AutoModelForSequenceClassification.from_pretrained` and no distillkit.
+What is kept is chosen per layer by first-order Taylor importance (Molchanov et al. 2019; Michel et al. 2019 for
+heads): the estimated change of the task loss when a unit is removed, |sum over a sequence of activation x
+gradient|, summed over `samples` training examples. Supported: BERT, RoBERTa-style and MPNet encoders.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data.unlabeled import NO_LABEL
+
+logger = logging.getLogger(__name__)
+
+# per architecture family: where the parts of a layer are (attribute paths inside one encoder layer)
+_LAYOUTS = {
+    "bert": {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+             "o": "attention.output.dense", "ffn_in": "intermediate.dense", "ffn_out": "output.dense"},
+    "mpnet": {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v", "o": "attention.attn.o",
+              "ffn_in": "intermediate.dense", "ffn_out": "output.dense"},
+}  # fmt: skip
+
+
+@dataclass
+class PruneShape:
+    """What to keep: layers, heads per layer, dimensions per head, FFN neurons per layer, hidden width."""
+
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    intermediate_size: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass
+class Importance:
+    """Taylor scores of the teacher's units (higher: removing it changes the loss more)."""
+
+    layers: Tensor  # (L,)
+    heads: Tensor  # (L, H)
+    qk_dims: Tensor  # (L, H, dh): query / key dimension j of each head
+    v_dims: Tensor  # (L, H, dh): value / context dimension j of each head
+    neurons: Tensor  # (L, I)
+    hidden: Tensor  # (D,)
+    samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _layout(model: nn.Module) -> tuple[str, nn.Module, nn.ModuleList]:
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    kind = "mpnet" if hasattr(getattr(base, "encoder", None), "relative_attention_bias") else "bert"
+
+    def linear(path: str) -> bool:
+        try:
+            return isinstance(layers[0].get_submodule(path), nn.Linear)
+        except AttributeError:
+            return False
+
+    if not isinstance(layers, nn.ModuleList) or not all(linear(path) for path in _LAYOUTS[kind].values()):
+        raise ValueError(
+            f"cannot prune a {type(model).__name__}: distillkit cuts BERT, RoBERTa-style and MPNet encoders "
+            "(encoder.layer[i] with query / key / value / output projections and a dense FFN). Use a preset or "
+            "teacher:K student for this teacher."
+        )
+    return kind, base, layers
+
+
+def check_shape(teacher: nn.Module, shape: PruneShape) -> None:
+    """A target no larger than the teacher in any dimension, with heads that fit the width."""
+    _layout(teacher)
+    config = teacher.config
+    limits = {"num_layers": config.num_hidden_layers, "num_heads": config.num_attention_heads,
+              "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size}  # fmt: skip
+    for name, limit in limits.items():
+        value = getattr(shape, name)
+        if not 1 <= value <= limit:
+            raise ValueError(
+                f"a pruned student keeps part of the teacher: --{name} {value} must be between 1 and the teacher's "
+                f"{limit}."
+            )
+    teacher_head_dim = config.hidden_size // config.num_attention_heads
+    if shape.hidden_size % shape.num_heads or shape.head_dim > teacher_head_dim:
+        raise ValueError(
+            f"--num_heads {shape.num_heads} does not fit --hidden_size {shape.hidden_size}: each head is width / heads "
+            f"wide, which must be a whole number no larger than the teacher's head width {teacher_head_dim} (here "
+            f"{shape.hidden_size / shape.num_heads:g}); choose a number of heads that divides the width and is at "
+            f"least {math.ceil(shape.hidden_size / teacher_head_dim)}."
+        )
+
+
+def measure_importance(teacher: nn.Module, batches: list[dict[str, Tensor]]) -> Importance:
+    """First-order Taylor importance of every unit on `batches` (each with `labels`), from one backward pass each.
+
+    head h: |sum over its context dimensions and positions of context x gradient| (masking the head);
+    query/key dim j: |q_j g_qj| + |k_j g_kj|; value dim j: |v_j g_vj| + |ctx_j g_ctxj|; FFN neuron: activation x
+    gradient at the FFN output's input; hidden dimension d: summed over every LayerNorm output; layer: the two
+    branches it adds to the residual stream (attention output and FFN output), each |branch x gradient|.
+    Each is summed over examples of |sum over positions|.
+    """
+    kind, _, layers = _layout(teacher)
+    config = teacher.config
+    num_layers, heads = config.num_hidden_layers, config.num_attention_heads
+    dh = config.hidden_size // heads
+    scores = Importance(
+        layers=torch.zeros(num_layers), heads=torch.zeros(num_layers, heads),
+        qk_dims=torch.zeros(num_layers, heads, dh), v_dims=torch.zeros(num_layers, heads, dh),
+        neurons=torch.zeros(num_layers, config.intermediate_size), hidden=torch.zeros(config.hidden_size),
+    )  # fmt: skip
+    captured: list[tuple[str, int, Tensor]] = []  # (what, layer, activation) in forward order
+
+    def keep(what: str, index: int, tensor: Tensor) -> None:
+        if tensor.requires_grad:
+            tensor.retain_grad()
+            captured.append((what, index, tensor))
+
+    handles = []
+    layout = _LAYOUTS[kind]
+    for i, layer in enumerate(layers):
+        for part in ("q", "k", "v", "o", "ffn_out"):
+            module = layer.get_submodule(layout[part])
+            handles.append(module.register_forward_hook(lambda m, a, out, p=part, i=i: keep(p, i, out)))
+        for part in ("o", "ffn_out"):  # their inputs: the attention context and the activated FFN neurons
+            module = layer.get_submodule(layout[part])
+            handles.append(module.register_forward_pre_hook(lambda m, a, p=part, i=i: keep(p + "_in", i, a[0])))
+    for module in teacher.modules():
+        if isinstance(module, nn.LayerNorm) and module.normalized_shape == (config.hidden_size,):
+            handles.append(module.register_forward_hook(lambda m, a, out: keep("ln", -1, out)))
+
+    def taylor(what: str, tensor: Tensor) -> Tensor:
+        """Per example, |sum over positions of activation x gradient| per feature, summed over examples."""
+        return (tensor.detach() * tensor.grad).float().sum(dim=1).abs().sum(dim=0).cpu()
+
+    was_training, flags = teacher.training, [p.requires_grad for p in teacher.parameters()]
+    teacher.eval()
+    teacher.requires_grad_(True)  # for gradients to reach the activations (the weights are left as they are)
+    device = next(teacher.parameters()).device
+    try:
+        for batch in batches:
+            captured.clear()
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = teacher(**batch).loss
+            if loss is None or not torch.isfinite(loss):
+                continue
+            loss.backward()
+            for what, i, tensor in captured:
+                if tensor.grad is None:
+                    continue
+                if what == "ln":
+                    scores.hidden += taylor(what, tensor)
+                elif what in ("q", "k"):
+                    scores.qk_dims[i] += taylor(what, tensor).view(heads, dh)
+                elif what == "v":
+                    scores.v_dims[i] += taylor(what, tensor).view(heads, dh)
+                elif what == "o_in":
+                    scores.v_dims[i] += taylor(what, tensor).view(heads, dh)
+                    prod = (tensor.detach() * tensor.grad).float()
+                    scores.heads[i] += prod.view(*prod.shape[:2], heads, dh).sum(dim=(1, 3)).abs().sum(dim=0).cpu()
+                elif what == "ffn_out_in":
+                    scores.neurons[i] += taylor(what, tensor)
+                else:  # o, ffn_out: a branch added to the residual stream
+                    prod = (tensor.detach() * tensor.grad).float()
+                    scores.layers[i] += prod.sum(dim=(1, 2)).abs().sum().cpu()
+            scores.samples += len(batch["input_ids"])
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in zip(teacher.parameters(), flags):
+            p.requires_grad_(flag)
+            p.grad = None
+        teacher.train(was_training)
+    if scores.samples == 0:
+        raise ValueError("no example gave a finite loss for the pruning importance: the data needs gold labels.")
+    return scores
+
+
+def _top(values: Tensor, k: int) -> Tensor:
+    """Indices of the k largest values, in their original order (ties: the earlier index)."""
+    order = sorted(range(len(values)), key=lambda j: (-float(values[j]), j))[:k]
+    return torch.tensor(sorted(order), dtype=torch.long)
+
+
+@dataclass
+class Plan:
+    layers: list[int]
+    heads: list[list[int]]  # per kept layer: teacher head indices
+    qk_dims: list[list[Tensor]]  # per kept layer, per kept head: the dimensions kept inside the head
+    v_dims: list[list[Tensor]]
+    neurons: list[Tensor]
+    hidden: Tensor
+
+
+def plan(teacher: nn.Module, shape: PruneShape, scores: Importance | None) -> Plan:
+    """What to keep. Without scores: the first units of each kind (used to check a run before any teacher stage)."""
+    kind, _, _ = _layout(teacher)
+    config = teacher.config
+    num_layers, heads = config.num_hidden_layers, config.num_attention_heads
+    dh = config.hidden_size // heads
+    if scores is None:
+        scores = Importance(
+            layers=-torch.arange(num_layers).float(), heads=-torch.arange(heads).repeat(num_layers, 1).float(),
+            qk_dims=-torch.arange(dh).float().expand(num_layers, heads, dh),
+            v_dims=-torch.arange(dh).float().expand(num_layers, heads, dh),
+            neurons=-torch.arange(config.intermediate_size).float().expand(num_layers, -1),
+            hidden=-torch.arange(config.hidden_size).float(),
+        )  # fmt: skip
+    layers = _top(scores.layers, shape.num_layers).tolist()
+    if kind == "mpnet":  # one relative-position bias per head, shared by every layer: the same heads everywhere
+        shared = _top(scores.heads[layers].sum(dim=0), shape.num_heads).tolist()
+        heads_kept = [shared for _ in layers]
+    else:
+        heads_kept = [_top(scores.heads[i], shape.num_heads).tolist() for i in layers]
+    d = shape.head_dim
+    return Plan(
+        layers=layers,
+        heads=heads_kept,
+        qk_dims=[[_top(scores.qk_dims[i, h], d) for h in hs] for i, hs in zip(layers, heads_kept)],
+        v_dims=[[_top(scores.v_dims[i, h], d) for h in hs] for i, hs in zip(layers, heads_kept)],
+        neurons=[_top(scores.neurons[i], shape.intermediate_size) for i in layers],
+        hidden=_top(scores.hidden, shape.hidden_size),
+    )
+
+
+def prune(teacher: nn.Module, shape: PruneShape, scores: Importance | None = None) -> nn.Module:
+    """The student: the teacher's architecture with `shape`, its weights cut from the teacher's per `scores`."""
+    check_shape(teacher, shape)
+    kind, base, layers = _layout(teacher)
+    keep = plan(teacher, shape, scores)
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers, config.num_attention_heads = shape.num_layers, shape.num_heads
+    config.hidden_size, config.intermediate_size = shape.hidden_size, shape.intermediate_size
+    student = type(teacher)(config).to(dtype=next(teacher.parameters()).dtype)
+    s_kind, s_base, s_layers = _layout(student)
+    dh = teacher.config.hidden_size // teacher.config.num_attention_heads
+    scale = math.sqrt(dh / shape.head_dim)  # softmax(q k / sqrt(d)) unchanged in expectation with fewer dims per head
+    hidden = keep.hidden
+    layout = _LAYOUTS[kind]
+    with torch.no_grad():
+        for j, i in enumerate(keep.layers):
+            t_layer, s_layer = layers[i], s_layers[j]
+            qk = torch.cat([h * dh + dims for h, dims in zip(keep.heads[j], keep.qk_dims[j])])
+            v = torch.cat([h * dh + dims for h, dims in zip(keep.heads[j], keep.v_dims[j])])
+            cuts = {"q": (qk, hidden), "k": (qk, hidden), "v": (v, hidden), "o": (hidden, v),
+                    "ffn_in": (keep.neurons[j], hidden), "ffn_out": (hidden, keep.neurons[j])}  # fmt: skip
+            for part, (rows, cols) in cuts.items():
+                src, dst = t_layer.get_submodule(layout[part]), s_layer.get_submodule(layout[part])
+                dst.weight.copy_(src.weight[rows][:, cols] * (scale if part == "q" else 1.0))
+                dst.bias.copy_(src.bias[rows] * (scale if part == "q" else 1.0))
+            _copy_norms(t_layer, s_layer, hidden)
+        for name, module in base.embeddings.named_children():
+            target = s_base.embeddings.get_submodule(name)
+            if isinstance(module, nn.Embedding):
+                target.weight.copy_(module.weight[:, hidden])
+            elif isinstance(module, nn.LayerNorm):
+                target.weight.copy_(module.weight[hidden])
+                target.bias.copy_(module.bias[hidden])
+        for name, buffer in base.embeddings.named_buffers():  # position ids, token type ids
+            s_base.embeddings.get_buffer(name).copy_(buffer)
+        if kind == "mpnet":
+            s_base.encoder.relative_attention_bias.weight.copy_(
+                base.encoder.relative_attention_bias.weight[:, keep.heads[0]]
+            )
+        _copy_head(teacher, student, hidden)
+    student.config.architectures = [type(student).__name__]
+    notes = [
+        f"pruned from the teacher ({teacher.config.num_hidden_layers} x {teacher.config.hidden_size}, "
+        f"{teacher.config.num_attention_heads} heads, FFN {teacher.config.intermediate_size}) to {shape.num_layers} x "
+        f"{shape.hidden_size}, {shape.num_heads} heads of {shape.head_dim}, FFN {shape.intermediate_size}: teacher "
+        f"layers {[i + 1 for i in keep.layers]} kept"
+        + (
+            f", by first-order Taylor importance on {scores.samples} training examples"
+            if scores
+            else ", the first units of each kind (no importance measured)"
+        )  # fmt: skip
+    ]
+    if kind == "mpnet":
+        notes.append(f"MPNet shares its relative-position bias: the same heads {keep.heads[0]} kept in every layer")
+    student.distillkit_init_notes = notes
+    student.distillkit_prune_plan = keep
+    return student
+
+
+def _copy_norms(src: nn.Module, dst: nn.Module, hidden: Tensor) -> None:
+    for module, target in zip(src.modules(), dst.modules()):
+        if isinstance(module, nn.LayerNorm):
+            target.weight.copy_(module.weight[hidden])
+            target.bias.copy_(module.bias[hidden])
+
+
+def _copy_head(teacher: nn.Module, student: nn.Module, hidden: Tensor) -> None:
+    """The pooler (BERT) and the classification head: square layers cut on both sides, the output layer on its input."""
+    width = teacher.config.hidden_size
+    base_names = {n for n, _ in teacher.base_model.named_modules()}
+    prefix = teacher.base_model_prefix
+    for name, module in teacher.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        inside_base = name.startswith(prefix + ".") and name.removeprefix(prefix + ".") in base_names
+        if inside_base and ".pooler." not in f".{name}.":
+            continue  # the encoder's layers are cut above
+        target = student.get_submodule(name)
+        rows = hidden if module.out_features == width else slice(None)
+        if module.in_features != width:
+            raise ValueError(f"cannot prune {type(teacher).__name__}: its head layer {name} does not read the width.")
+        target.weight.copy_(module.weight[rows][:, hidden])
+        if module.bias is not None:
+            target.bias.copy_(module.bias[rows])
+
+
+def parameter_count(teacher_config: Any, shape: PruneShape, kind: str = "bert", pooler: bool = True) -> int:
+    """The pruned student's parameters in closed form (embeddings, layers, the classification head)."""
+    c, d, i, n = teacher_config, shape.hidden_size, shape.intermediate_size, shape.num_layers
+    labels = c.num_labels
+    types = getattr(c, "type_vocab_size", 0) if kind == "bert" else 0
+    embeddings = (c.vocab_size + c.max_position_embeddings + types) * d + 2 * d
+    layer = 4 * (d * d + d) + 2 * d * i + i + d + 4 * d  # q, k, v, o; FFN in and out; two layer norms
+    bias = c.relative_attention_num_buckets * shape.num_heads if kind == "mpnet" else 0
+    head = (d * d + d if pooler else 0) + d * labels + labels
+    return embeddings + n * layer + bias + head
+
+
+def prune_on_data(
+    teacher: nn.Module, student: nn.Module, dataset: Any, collator: Any, samples: int, batch_size: int = 32
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Cut `teacher` to `student`'s shape, choosing by importance on the first `samples` labelled rows of `dataset`
+    (the teacher's tokenization). Returns (the student, a report of what was kept)."""
+    c = student.config
+    shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
+    labels = dataset["labels"] if "labels" in dataset.column_names else []
+    labelled = [i for i, y in enumerate(labels) if y == y and y != NO_LABEL]  # not the teacher-only rows (-100 / NaN)
+    if not labelled:
+        raise ValueError("--student pruned scores the teacher's units on gold labels, and the training data has none.")
+    rows = dataset.select(labelled[:samples])
+    columns = [k for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in rows.column_names]
+    rows = [{k: r[k] for k in columns} for r in rows]
+    batches = [collator(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    scores = measure_importance(teacher, batches)
+    pruned = prune(teacher, shape, scores)
+    keep = pruned.distillkit_prune_plan
+    report = {
+        "teacher": {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
+                    "hidden_size": teacher.config.hidden_size, "intermediate_size": teacher.config.intermediate_size,
+                    "parameters": teacher.num_parameters()},
+        "student": {"layers": shape.num_layers, "heads": shape.num_heads, "head_dim": shape.head_dim,
+                    "hidden_size": shape.hidden_size, "intermediate_size": shape.intermediate_size,
+                    "parameters": pruned.num_parameters()},
+        "criterion": "first-order Taylor: |sum over positions of activation x gradient of the task loss|, summed "
+                     "over examples",
+        "samples": scores.samples,
+        "layers_kept": [i + 1 for i in keep.layers],
+        "layer_importance": [round(float(v), 6) for v in scores.layers],
+        "heads_kept": {str(i + 1): hs for i, hs in zip(keep.layers, keep.heads)},
+        "hidden_dims_kept": keep.hidden.tolist(),
+        "notes": pruned.distillkit_init_notes,
+    }  # fmt: skip
+    return pruned, report
