@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import yaml
 from datasets import DatasetDict
-from transformers import AutoModelForSequenceClassification, set_seed
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 
 from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
@@ -45,6 +45,7 @@ from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher
 from distillkit.metrics import build_compute_metrics
 from distillkit.pipeline import evaluate_model, make_student, pick_student_tokenizer
 from distillkit.resilience import atomic_write_text
+from distillkit.students.prune import prune_on_data
 from distillkit.trainer import DistillTrainer
 
 from . import invocation
@@ -251,6 +252,13 @@ class Bench:
             # shared by the runs on the same data
             args.teacher_cache = str(self.out / "teacher_cache" / train._fingerprint)
         student = make_student(model_args, teacher, seed)
+        pruned = None
+        if model_args.student == "pruned":  # cut by importance on this run's labelled rows (teacher tokenization)
+            student, pruned = prune_on_data(
+                teacher, student, train, DataCollatorWithPadding(teacher_tok), model_args.prune_samples
+            )
+        # where the student starts: a pruned student should start far above chance, a random one at it
+        init_accuracy = evaluate_model(student, student_tok, val, args, self.compute_metrics)["eval_accuracy"]
         trainer = DistillTrainer(
             model=student,
             teacher=teacher,
@@ -275,6 +283,8 @@ class Bench:
             "parameters": student.num_parameters(),
             "size_mb": weights_mb(str(run_dir)),
             "accuracy": round(metrics["eval_accuracy"], 4),
+            "init_accuracy": round(init_accuracy, 4),
+            "pruned": pruned,
             "train_examples": len(train),
             "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
             "intermediate_epochs": args.intermediate_epochs or None,  # stage 1 of the two-stage schedule
@@ -375,6 +385,8 @@ def summarize(
             intermediate_epochs=first.get("intermediate_epochs"),
         )
         row["speedup_fp32"] = round(teacher["latency_fp32_ms"] / row["latency_fp32_ms"], 2)
+        if all("init_accuracy" in r for r in group):  # before any training (pruned students start above chance)
+            row["init_accuracy"] = round(statistics.mean(r["init_accuracy"] for r in group), 4)
         base = groups.get((baselines.get(name, name), "baseline")) if variant == "kd" else None
         if base:
             paired = {r["seed"]: r["accuracy"] for r in base}
