@@ -104,15 +104,18 @@ def load_or_build(
     shard_size: int = 4096,
     backend: str = "torch",
     progress: bool = True,
+    extra_identity: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """The teacher's logits for every row of `dataset`, in order, shape (num_rows, num_labels), float32 on the CPU.
 
     `teacher_forward(batch)` runs the teacher (the trainer's hook) for the `torch` backend; the other backends
     score a converted copy of `teacher` (see `scoring.make_scorer`). Raises ValueError when the folder holds a
-    complete cache of other data, another tokenizer, another teacher or another backend.
+    complete cache of other data, another tokenizer, another teacher or another backend. `extra_identity` adds what
+    else the logits depend on (an ensemble's teachers, weights and mode).
     """
     backend = resolve_backend(backend, teacher, len(dataset))
-    wanted = {**identity(teacher, tokenizer, dataset), "backend": backend, "shard_size": shard_size}
+    wanted = {**identity(teacher, tokenizer, dataset), **(extra_identity or {}), "backend": backend,
+              "shard_size": shard_size}  # fmt: skip
     manifest_path = os.path.join(directory, MANIFEST)
     manifest = _read_json(manifest_path)
     if manifest is not None:

@@ -16,12 +16,18 @@ class DistillCollator:
 
     def __init__(self, tokenizer: Any, teacher_tokenizer: Any = None, pad_to_multiple_of: int | None = None):
         self.student = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-        self.teacher = DataCollatorWithPadding(teacher_tokenizer or tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        # {column prefix: tokenizer}: one teacher's ("teacher_"), or an ensemble's members' ("teacher_2_", ...)
+        others = teacher_tokenizer if isinstance(teacher_tokenizer, dict) else {TEACHER_PREFIX: teacher_tokenizer}
+        self.teachers = {
+            prefix: DataCollatorWithPadding(other or tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+            for prefix, other in others.items()
+        }
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         student = [{k: v for k, v in f.items() if not k.startswith(TEACHER_PREFIX)} for f in features]
         batch = self.student(student)
-        if teacher_part(features[0]):
-            teacher = self.teacher([teacher_part(f) for f in features])
-            batch.update({TEACHER_PREFIX + k: v for k, v in teacher.items()})
+        for prefix, collate in self.teachers.items():
+            if teacher_part(features[0], prefix):
+                teacher = collate([teacher_part(f, prefix) for f in features])
+                batch.update({prefix + k: v for k, v in teacher.items()})
         return batch

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .ensemble import ENSEMBLE_MODES, ensemble_weights
 from .losses.hidden import ATTENTION_LOSS_KINDS, HIDDEN_LOSS_KINDS
 from .losses.layer_map import LAYER_MAP_HELP
 from .scoring import BACKENDS, check_backend
@@ -64,6 +65,21 @@ class DistillConfig(TrainingArguments):
                   "attention heads)."},
     )  # fmt: skip
     layer_map: str = field(default="uniform", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
+    teacher_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Several teachers: their weights in the ensemble, in the order of --teacher (>= 0, "
+                  "normalised; default equal)."},
+    )  # fmt: skip
+    ensemble_mode: str = field(
+        default="probs",
+        metadata={"help": "Several teachers: 'probs' (soft targets = the weighted mean of their probabilities at the "
+                  "temperature: the ensemble's own distribution) or 'logits' (the weighted mean of their logits)."},
+    )  # fmt: skip
+    intermediate_teacher: int = field(
+        default=1,
+        metadata={"help": "Several teachers: which one (1-based, in the order of --teacher) the intermediate-layer "
+                  "losses read; its tokenizer must be the student's."},
+    )  # fmt: skip
     intermediate_epochs: float = field(
         default=0.0,
         metadata={
@@ -116,6 +132,10 @@ class DistillConfig(TrainingArguments):
         for name in INTERMEDIATE_WEIGHTS:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
+        if self.ensemble_mode not in ENSEMBLE_MODES:
+            raise ValueError(f"ensemble_mode must be one of {ENSEMBLE_MODES} (got {self.ensemble_mode!r}).")
+        if self.teacher_weights:
+            ensemble_weights(self.teacher_weights, len(self.teacher_weights))  # negative / all-zero weights fail here
         if not self.intermediate_epochs >= 0:
             raise ValueError(f"intermediate_epochs must be >= 0 (got {self.intermediate_epochs}); 0 trains jointly.")
         if self.intermediate_epochs > 0:
@@ -178,7 +198,11 @@ class DistillConfig(TrainingArguments):
 class ModelArguments:
     teacher: str | None = field(
         default=None,
-        metadata={"help": "The fine-tuned teacher: a hub name or a local directory."},
+        metadata={
+            "help": "The fine-tuned teacher: a hub name or a local directory. Several (--teacher A B C) distill "
+            "their ensemble (see --teacher_weights, --ensemble_mode).",
+            "nargs": "+",
+        },
     )
     student: str | None = field(
         default=None,
@@ -224,6 +248,10 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        # --teacher A B: every teacher in `teachers`; `teacher` stays the first (one teacher is the usual case)
+        names = self.teacher if isinstance(self.teacher, (list, tuple)) else [self.teacher] if self.teacher else []
+        self.teachers = [str(n) for n in names]
+        self.teacher = self.teachers[0] if self.teachers else None
         if self.prune_samples < 1:
             raise ValueError(
                 f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "
@@ -248,6 +276,11 @@ class TeacherArguments:
         default=None, metadata={"help": "Fine-tune the teacher with LoRA of this rank (peft) instead of fully."}
     )
     teacher_lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 x rank)."})
+    teacher_save_steps: int = field(
+        default=0,
+        metadata={"help": "Checkpoint the teacher stage every N steps (the newest kept), so that a run stopped there "
+                  "resumes it (--resume_from_checkpoint latest); 0: no checkpoints (a stopped stage starts again)."},
+    )  # fmt: skip
     teacher_min_steps: int = field(
         default=250,
         metadata={
@@ -267,6 +300,8 @@ class TeacherArguments:
     def __post_init__(self):
         if self.finetune_teacher not in ("auto", "always", "never"):
             raise ValueError(f"finetune_teacher must be auto, always or never (got {self.finetune_teacher!r}).")
+        if self.teacher_save_steps < 0:
+            raise ValueError(f"teacher_save_steps must be >= 0 (got {self.teacher_save_steps}); 0 saves none.")
         if self.teacher_min_steps < 0:
             raise ValueError(f"teacher_min_steps must be >= 0 (got {self.teacher_min_steps}); 0 turns it off.")
         if self.teacher_lora_r is not None and self.teacher_lora_r < 1:

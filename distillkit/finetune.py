@@ -7,6 +7,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
@@ -14,7 +15,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .checks import total_steps
 from .config import DistillConfig, TeacherArguments
 from .progress import TimeEstimate, announce
-from .resilience import save_then_move
+from .resilience import ExactResume, MarkCheckpoints, latest_checkpoint, save_then_move
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +123,16 @@ def finetune_teacher(
     args: DistillConfig,
     teacher_args: TeacherArguments,
     compute_metrics: Any,
+    stage: str = "teacher",
+    resume: bool = False,
 ) -> tuple[PreTrainedModel, dict[str, float]]:
     """Fine-tune the teacher on the task (fully, or with LoRA and then merged), save it under
-    `<output_dir>/teacher`, and return it with its evaluation metrics (empty without an eval set).
+    `<output_dir>/<stage>`, and return it with its evaluation metrics (empty without an eval set).
 
     The stage runs at least `teacher_min_steps` optimisation steps: on a small data set a few epochs are only a few
     dozen steps, too few for a fine-tuning that beats the majority class.
     """
-    output_dir = os.path.join(args.output_dir, "teacher")
+    output_dir = os.path.join(args.output_dir, stage)  # teacher, or teacher-2 ... for an ensemble's other teachers
     max_steps = teacher_args.teacher_max_steps
     if max_steps <= 0 and teacher_args.teacher_min_steps > 0:
         epochs = teacher_args.teacher_num_train_epochs
@@ -151,7 +154,9 @@ def finetune_teacher(
         max_steps=max_steps,
         per_device_train_batch_size=teacher_args.teacher_batch_size,
         eval_strategy="no",
-        save_strategy="no",
+        save_strategy="steps" if teacher_args.teacher_save_steps else "no",
+        save_steps=teacher_args.teacher_save_steps or args.save_steps,
+        save_total_limit=1,
         load_best_model_at_end=False,
         push_to_hub=False,
     )
@@ -168,17 +173,20 @@ def finetune_teacher(
         model = get_peft_model(teacher, lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("teacher stage: LoRA r=%d, %d trainable parameters", teacher_args.teacher_lora_r, trainable)
-    announce("teacher stage", f"fine-tuning the teacher on {len(train_dataset):,} rows before distilling")
-    trainer = Trainer(
+    announce(f"{stage} stage", f"fine-tuning the teacher on {len(train_dataset):,} rows before distilling")
+    trainer = _TeacherTrainer(
         model=model,
         args=stage_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
-        callbacks=[TimeEstimate("teacher stage")],
+        callbacks=[TimeEstimate("teacher stage"), MarkCheckpoints()],
     )
-    trainer.train()
+    checkpoint = latest_checkpoint(output_dir) if resume else None  # a stopped teacher stage goes on from there
+    if checkpoint:
+        logger.info("teacher stage: resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     if teacher_args.teacher_lora_r:
         model = model.merge_and_unload()
     metrics = trainer.evaluate(metric_key_prefix="teacher_eval") if eval_dataset is not None else {}
@@ -191,4 +199,10 @@ def finetune_teacher(
                 json.dump(metrics, f, indent=2)
 
         save_then_move(output_dir, save)
+        for done in glob.glob(os.path.join(output_dir, "checkpoint-*")):  # the stage is complete: its model is saved
+            shutil.rmtree(done, ignore_errors=True)
     return model.eval(), metrics
+
+
+class _TeacherTrainer(ExactResume, Trainer):
+    """The teacher stage's `Trainer`: resumes exactly from its checkpoints."""

@@ -116,6 +116,8 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         name=info["name"],
         repo_id=info.get("repo_id") or info["name"],
         teacher=info["teacher"],
+        ensemble=info.get("ensemble") or [],
+        ensemble_mode=info.get("ensemble_mode"),
         dataset=dataset_label(info),
         data_lines=data_lines(info),
         warnings=info.get("warnings") or [],
@@ -222,6 +224,15 @@ def card_info(
     dataset_name: str | None = None,
 ) -> dict[str, Any]:
     teacher = model_args.teacher_name or model_args.teacher
+    names = getattr(model_args, "teachers", None) or [model_args.teacher]
+    base_model = None if os.path.isdir(teacher) else teacher
+    ensemble = []
+    if len(names) > 1:  # several teachers: each named with its weight and scores; the hub's base_model lists them
+        teacher = " + ".join(names)
+        base_model = [n for n in names if not os.path.isdir(n)] or None
+        for member in getattr(result, "members", None) or []:
+            scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(member["metrics"]))
+            ensemble.append({"name": member["name"], "weight": member["weight"], "scores": scores or "not scored"})
     length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
     if getattr(trainer, "stage_weights", None):  # the two-stage schedule
         stage1 = trainer.stage_weights["intermediate"]
@@ -231,7 +242,9 @@ def card_info(
         "name": os.path.basename(os.path.normpath(args.output_dir)),
         "repo_id": args.hub_model_id,
         "teacher": teacher,
-        "base_model": None if os.path.isdir(teacher) else teacher,
+        "base_model": base_model,
+        "ensemble": ensemble,
+        "ensemble_mode": args.ensemble_mode,
         "license": _teacher_license(model_args.teacher),
         "task": task.name if task else None,
         "dataset_name": dataset_name,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from transformers import IntervalStrategy, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -140,3 +141,19 @@ def build_compute_metrics(
 
     compute_metrics.last_summary = None
     return compute_metrics
+
+
+def evaluate_model(
+    model: Any, tokenizer: Any, dataset: Any, args: Any, compute_metrics: Any, prefix: str = "eval"
+) -> dict[str, float]:
+    """A model's metrics on data in its own tokenization, with a plain `Trainer` (no teacher is run; columns the
+    model does not take, such as teacher_*, are dropped)."""
+    # this Trainer evaluates once, on the data given here: no evaluation schedule (which would want an eval_dataset
+    # at construction), and no best-model tracking
+    saved = args.eval_strategy, args.load_best_model_at_end
+    args.eval_strategy, args.load_best_model_at_end = IntervalStrategy.NO, False
+    try:
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
+    finally:
+        args.eval_strategy, args.load_best_model_at_end = saved
+    return trainer.evaluate(dataset, metric_key_prefix=prefix)

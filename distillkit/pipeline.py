@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import DatasetDict
-from transformers import DataCollatorWithPadding, IntervalStrategy, Trainer, set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
 from .benchmark import batches, model_latency_ms, threads_note
 from .checks import (
@@ -31,11 +31,11 @@ from .checks import (
 )
 from .cli import invocation
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
-from .data import Task, get_task, infer_labels, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
+from .data import Task, get_task, load_task_data, member_prefix, resolve_columns, tokenize_dataset
 from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, with_teacher_only_rows
-from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
+from .finetune import finetune_teacher
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, write_card
-from .metrics import build_compute_metrics
+from .metrics import build_compute_metrics, evaluate_model
 from .progress import TimeEstimate, announce
 from .recipes import dump_recipe
 from .resilience import (
@@ -46,10 +46,11 @@ from .resilience import (
     finished_run,
     latest_checkpoint,
     resolve_resume,
+    resume_requested,
 )
 from .students import build_student, format_size_table, size_report, write_size_report
-from .students.presets import KNOWN_SPECS
 from .students.prune import prune_on_data
+from .teachers import ensemble_scores, load_teachers, member_tokenizers, pick_student_tokenizer, stage_members
 from .trainer import DistillTrainer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class RunResult:
     metrics: dict[str, float]
     teacher_metrics: dict[str, float] = field(default_factory=dict)
     teacher_dir: str | None = None
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's teachers: name, weight, scores
     sizes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,75 +139,6 @@ def make_student(model_args: ModelArguments, teacher: Any, seed: int) -> Any:
     )
 
 
-def evaluate_model(
-    model: Any, tokenizer: Any, dataset: Any, args: DistillConfig, compute_metrics: Any, prefix: str = "eval"
-) -> dict[str, float]:
-    """A model's metrics on data in its own tokenization, with a plain `Trainer` (no teacher is run; columns the
-    model does not take, such as teacher_*, are dropped)."""
-    # this Trainer evaluates once, on the data given here: no evaluation schedule (which would want an eval_dataset
-    # at construction), and no best-model tracking
-    saved = args.eval_strategy, args.load_best_model_at_end
-    args.eval_strategy, args.load_best_model_at_end = IntervalStrategy.NO, False
-    try:
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
-    finally:
-        args.eval_strategy, args.load_best_model_at_end = saved
-    return trainer.evaluate(dataset, metric_key_prefix=prefix)
-
-
-def pick_student_tokenizer(model_args: ModelArguments, teacher_tokenizer: Any) -> Any:
-    """The teacher's tokenizer, unless the student is a pretrained model with a tokenizer of its own that maps text
-    to other ids: then cross-tokenizer distillation (each model reads its own tokenization of the same text)."""
-    spec = model_args.student
-    if spec in KNOWN_SPECS or spec.startswith("teacher:") or not (os.path.isdir(spec) or "/" in spec):
-        return teacher_tokenizer
-    files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
-    if os.path.isdir(spec) and not any(os.path.isfile(os.path.join(spec, f)) for f in files):
-        return teacher_tokenizer  # a checkpoint without tokenizer files reads the teacher's tokenization
-    try:
-        own = load_tokenizer(spec, model_args.trust_remote_code)
-    except (OSError, ValueError):
-        return teacher_tokenizer  # no tokenizer of its own on the hub either
-    if same_tokenizer(own, teacher_tokenizer):
-        return teacher_tokenizer
-    logger.info("the student %s has its own tokenizer: cross-tokenizer distillation (logit losses only)", spec)
-    return own
-
-
-def _teacher(
-    model_args: ModelArguments,
-    teacher_args: TeacherArguments,
-    task: Task | None,
-    raw: Any,
-    label_column: str | None,
-    output_dir: str,
-    resuming: bool,
-) -> tuple[Any, Any, bool, str | None]:
-    """(teacher, tokenizer, whether it still needs fine-tuning, its directory when an earlier stage made it)."""
-    trust, pickle_ok = model_args.trust_remote_code, model_args.allow_pickle_weights
-    stage_dir = os.path.join(output_dir, "teacher")
-    if resuming and os.path.isfile(os.path.join(stage_dir, "config.json")):
-        # a resumed run distills from the teacher its first part fine-tuned: fine-tuning again would change it
-        return load_teacher(stage_dir), load_tokenizer(stage_dir), False, stage_dir
-    finetune = teacher_args.finetune_teacher
-    trained = has_trained_head(model_args.teacher, trust)
-    if not trained and finetune == "never":
-        raise ValueError(
-            f"the teacher {model_args.teacher!r} has no trained classification head; let distillkit "
-            "fine-tune it first (--finetune_teacher auto) or give a fine-tuned teacher."
-        )
-    needs_stage = finetune == "always" or (finetune == "auto" and not trained)
-    label_names = task.label_names if task is not None else None
-    if task is None and needs_stage:
-        if not label_column:
-            raise ValueError("fine-tuning the teacher needs labels: give --label_column.")
-        label_names = infer_labels(raw["train"], label_column)
-    teacher = load_teacher(
-        model_args.teacher, label_names, new_head=finetune == "always", trust_remote_code=trust, allow_pickle=pickle_ok
-    )
-    return teacher, load_tokenizer(model_args.teacher, trust), needs_stage, None
-
-
 def run(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -238,12 +171,15 @@ def run(
         return RunResult(output_dir=args.output_dir, **done)
     _check_writable(args.output_dir)
     set_seed(args.seed)  # a base teacher gets a freshly initialised head: seeded, so that runs repeat
-    teacher, tokenizer, needs_stage, teacher_dir = _teacher(
-        model_args, teacher_args, task, raw, data_args.label_column, args.output_dir, resume is not None
-    )
+    setups = load_teachers(model_args, teacher_args, task, raw, data_args.label_column, args.output_dir, resume)
+    first, ensemble = setups[0], len(setups) > 1  # several teachers: an ensemble, checked in load_teachers
+    teacher, tokenizer, needs_stage, teacher_dir = first.model, first.tokenizer, first.needs_stage, first.stage_dir
     num_labels = teacher.config.num_labels
     student_tokenizer = pick_student_tokenizer(model_args, tokenizer)
     cross = student_tokenizer is not tokenizer  # each model tokenizes the text itself
+    members = member_tokenizers(setups, student_tokenizer) if ensemble else None  # None: reads the student's ids
+    # the columns of each teacher that tokenizes differently from the student: "teacher_*", or "teacher_<k>_*"
+    own_columns = {member_prefix(i + 1): t for i, t in enumerate(members) if t} if ensemble else cross and tokenizer
     student = make_student(model_args, teacher, args.seed)
     configs = {"teacher": teacher.config, "student": student.config}
     data_args.max_seq_length = fit_max_seq_length(data_args.max_seq_length, configs)
@@ -256,19 +192,25 @@ def run(
         "num_labels": num_labels,
     }
     teacher_data = tokenize_dataset(raw, tokenizer, **encode)
-    data = tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=tokenizer) if cross else teacher_data
+    data = (
+        tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=own_columns)
+        if own_columns
+        else teacher_data
+    )
     extra, data_report["teacher_labelled"] = extra_rows(
         data_args, unlabeled, raw["train"], teacher, tokenizer, text_column, pair_column, args.seed,
         augment_cache_dir(args.teacher_cache),
     )  # fmt: skip
     if extra is not None:  # rows for the distillation terms only: no gold label
         train = with_teacher_only_rows(
-            data["train"], extra, student_tokenizer, encode, tokenizer if cross else None, num_labels == 1
+            data["train"], extra, student_tokenizer, encode, own_columns or None, num_labels == 1
         )
         data = DatasetDict({**data, "train": train})
         logger.info("training rows: %d labelled + %s labelled by the teacher alone", len(raw["train"]), len(extra))
     compute_metrics = build_compute_metrics(num_labels, task.metrics if task else None, task.name if task else None)
-    DistillTrainer.check_setup(student, teacher.config, args, data["train"], cross)  # fit, losses, map, labels
+    main = setups[args.intermediate_teacher - 1] if ensemble else first  # the teacher the intermediate losses read
+    main_cross = members[args.intermediate_teacher - 1] is not None if ensemble else cross
+    DistillTrainer.check_setup(student, main.model.config, args, data["train"], main_cross)  # fit, losses, map, labels
     if "labels" in data["train"].column_names:
         labels_in_use(data["train"]["labels"], num_labels, teacher.config.id2label)
     seq_len = data_args.max_seq_length
@@ -283,18 +225,15 @@ def run(
     notes: list[str] = []
     if needs_stage:
         teacher, result.teacher_metrics = finetune_teacher(
-            teacher,
-            tokenizer,
-            teacher_data["train"],
-            teacher_data.get("validation"),
-            args,
-            teacher_args,
-            compute_metrics,
-        )
-        result.teacher_dir = os.path.join(args.output_dir, "teacher")
+            teacher, tokenizer, teacher_data["train"], teacher_data.get("validation"), args, teacher_args,
+            compute_metrics, resume=resume_requested(args.resume_from_checkpoint),
+        )  # fmt: skip
+        first.model, result.teacher_dir = teacher, os.path.join(args.output_dir, "teacher")
         scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(result.teacher_metrics))
         logger.info("teacher stage done: %s", scores or "(no validation data: not scored)")
         notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
+    if ensemble:
+        notes += stage_members(setups, raw, encode, args, teacher_args, compute_metrics)
     if (needs_stage or teacher_dir) and model_args.init_from_teacher:
         student = make_student(model_args, teacher, args.seed)  # from the fine-tuned teacher, not the base one
     prune_report = None
@@ -308,14 +247,14 @@ def run(
     announce("distillation", f"{len(data['train']):,} rows, losses {args.loss_weights()}")
     trainer = DistillTrainer(
         model=student,
-        teacher=teacher,
+        teacher=[s.model for s in setups] if ensemble else teacher,
         args=args,
         train_dataset=data["train"],
         eval_dataset=data.get("validation"),
         processing_class=student_tokenizer,
         compute_metrics=compute_metrics,
         callbacks=[stop, TimeEstimate("distillation")],
-        **({"teacher_processing_class": tokenizer} if cross else {}),
+        **({"teacher_processing_class": members if ensemble else tokenizer} if ensemble or cross else {}),
     )
     result.sizes = {"teacher": size_report(teacher, seq_len), "student": size_report(student, seq_len)}
     result.sizes["student"]["initialisation"] = getattr(student, "distillkit_init_notes", [])
@@ -346,7 +285,9 @@ def run(
         result.metrics.update(eval_metrics)
         notes += [n for n in [one_class_note("student", compute_metrics.last_summary or {})] if n]
     trainer.save_state()
-    if "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
+    if "validation" in data and ensemble:  # the ensemble's scores for the card's comparison, and each teacher's
+        result.teacher_metrics, result.members = ensemble_scores(trainer, setups, raw, encode, args, compute_metrics)
+    elif "validation" in data and not result.teacher_metrics:  # the teacher's scores, for the card's comparison
         result.teacher_metrics = evaluate_model(
             teacher, tokenizer, teacher_data["validation"], args, compute_metrics, prefix="teacher_eval"
         )
@@ -354,7 +295,8 @@ def run(
     if args.should_save:
         if result.teacher_metrics:
             path = os.path.join(args.output_dir, "teacher_eval_results.json")
-            atomic_write_text(path, json.dumps(result.teacher_metrics, indent=2))
+            members_metrics = {"teachers": result.members} if result.members else {}  # an ensemble: each teacher's
+            atomic_write_text(path, json.dumps({**result.teacher_metrics, **members_metrics}, indent=2))
         latency = None
         if "validation" in raw:
             probe = raw["validation"].select(range(min(32, len(raw["validation"]))))

@@ -63,6 +63,8 @@ def recipe_values(*configs: Any) -> dict[str, Any]:
             if not f.init or f.name.endswith("_token"):
                 continue
             value = getattr(config, f.name)
+            if f.name == "teacher" and len(getattr(config, "teachers", ())) > 1:
+                value = list(config.teachers)  # an ensemble: every teacher
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = getattr(value, "value", value)  # enums -> their string
             if value == getattr(default, "value", default):
@@ -87,10 +89,17 @@ def dump_recipe(path: str, *configs: Any, header: str = "", absolute_paths: bool
     """
     values = recipe_values(*configs)
     if absolute_paths:
-        for name in PATH_FIELDS:
-            value = values.get(name)
+
+        def absolute(name: str, value: Any) -> Any:
+            if isinstance(value, list):
+                return [absolute(name, v) for v in value]
             if isinstance(value, str) and value and (name == "output_dir" or os.path.exists(value)):
-                values[name] = os.path.abspath(value)
+                return os.path.abspath(value)
+            return value
+
+        for name in PATH_FIELDS:
+            if name in values:
+                values[name] = absolute(name, values[name])
     with open(path, "w", encoding="utf-8") as f:
         if header:
             f.write("".join(f"# {line}\n" for line in header.splitlines()))

@@ -8,6 +8,7 @@ when its marker file exists: the marker is written last, and `latest_checkpoint`
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -18,7 +19,9 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
         return None
     if value in (True, "latest", "true", "True"):
         found = latest_checkpoint(output_dir)
+        if found is None and glob.glob(os.path.join(output_dir, "teacher*", "checkpoint-*", COMPLETE_MARKER)):
+            logger.info("%s: the run stopped in its teacher stage, which resumes from its checkpoint", output_dir)
+            return None
         if found is None:
             raise ValueError(
                 f"--resume_from_checkpoint latest: {output_dir!r} holds no complete checkpoint "
@@ -119,6 +125,17 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
             "run stopped); resume from an earlier one or use --resume_from_checkpoint latest."
         )
     return value
+
+
+class MarkCheckpoints(TrainerCallback):
+    """Writes the completion marker into each checkpoint a plain `Trainer` saves (the `DistillTrainer` does it
+    itself), so that `latest_checkpoint` can resume from it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if os.path.isdir(checkpoint):
+                mark_complete(checkpoint, state.global_step)
 
 
 class StopOnSignal(TrainerCallback):
@@ -182,3 +199,37 @@ def finished_run(output_dir: str, checkpoint: str) -> dict[str, Any] | None:
         "teacher_metrics": read(teacher_file) if os.path.isfile(teacher_file) else {},
         "teacher_dir": teacher_dir if os.path.isdir(teacher_dir) else None,
     }
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """`LengthGroupedSampler` whose order for epoch e comes from a generator seeded with seed + e (the Trainer calls
+    `set_epoch`). transformers' own draws from the global RNG, whose state at the start of a later epoch differs
+    between a straight run and one resumed mid-epoch: the resumed run would see other batches."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class ExactResume:
+    """A `Trainer` mixin: distillkit's default sampling (group_by_length) draws each epoch's order from a generator
+    seeded with seed + epoch, so that a run resumed mid-epoch sees the batches the straight run saw."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
+
+
+def resume_requested(value: Any) -> bool:
+    """Whether --resume_from_checkpoint asks to resume (a path, latest, true)."""
+    return value not in (None, False, "", "false", "False")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import teacher_part
+from .data import TEACHER_PREFIX, teacher_part
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,10 @@ class Teacher:
         device: str | torch.device | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        prefix: str = TEACHER_PREFIX,
     ):
         self.model = model
+        self.prefix = prefix  # the columns of its own tokenization, when it is not the student's
         model.eval()
         model.requires_grad_(False)
         self._attn_implementation = getattr(model.config, "_attn_implementation", None)  # as loaded
@@ -74,7 +76,7 @@ class Teacher:
         `torch.no_grad` rather than `inference_mode`: the outputs become targets in losses whose backward pass
         saves them, which inference tensors do not allow.
         """
-        inputs = teacher_part(inputs) or inputs  # the teacher's own tokenization of the text, when the batch has one
+        inputs = teacher_part(inputs, self.prefix) or inputs  # its own tokenization of the text, when the batch has one
         model_inputs = {
             k: v.to(self.device) if torch.is_tensor(v) else v
             for k, v in inputs.items()

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
-from transformers import PreTrainedModel, Trainer, TrainerCallback, get_scheduler
+from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .cache import INDEX_COLUMN, load_or_build
 from .collator import DistillCollator
 from .config import INTERMEDIATE_WEIGHTS, STAGES, DistillConfig
-from .data import TEACHER_PREFIX
+from .data import TEACHER_PREFIX, member_prefix
+from .ensemble import TeacherEnsemble, ensemble_identity, ensemble_members
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossInputs, LossSpec, get_loss
 from .losses.relations import QKVCapture, find_qkv
 from .metrics import build_compute_metrics
 from .progress import announce
-from .resilience import NonFiniteLossError, mark_complete, save_then_move
+from .resilience import ExactResume, NonFiniteLossError, mark_complete, save_then_move
+from .stages import TwoStageSchedule
 from .teacher import Teacher, check_teacher_student
 
 logger = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ DISTILL_MODULES_NAME = "distill_modules.safetensors"
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
 
 
-class DistillTrainer(Trainer):
+class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
     """Trains `model` (the student) to imitate `teacher`.
 
         trainer = DistillTrainer(model=student, teacher=teacher, args=DistillConfig(...),
@@ -70,10 +69,22 @@ class DistillTrainer(Trainer):
                 f"args must be a DistillConfig (got {type(args).__name__}); it carries the distillation "
                 "fields (temperature, alpha, loss weights, layer map)."
             )
-        teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
         teacher_tokenizer = kwargs.pop("teacher_processing_class", None)
-        columns = getattr(kwargs.get("train_dataset"), "column_names", None) or []
-        self.cross_tokenizer = teacher_tokenizer is not None or TEACHER_PREFIX + "input_ids" in columns
+        self.ensemble = None  # several teachers: (models, their tokenizers, weights, intermediate teacher's index)
+        if isinstance(teacher, (list, tuple)):
+            self.ensemble = ensemble_members(teacher, teacher_tokenizer, args)
+            models, tokenizers, _, main = self.ensemble
+            for other, own in zip(models, tokenizers):
+                check_teacher_student(other.config, model.config, own is not None)
+            teacher_model, teacher_tokenizer = models[main], tokenizers[main]
+            self.cross_tokenizer = teacher_tokenizer is not None  # for the intermediate losses: the one they read
+            others = {member_prefix(i + 1): tok for i, tok in enumerate(tokenizers) if tok is not None}
+            if others and kwargs.get("data_collator") is None:
+                kwargs["data_collator"] = DistillCollator(kwargs.get("processing_class"), others)
+        else:
+            teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
+            columns = getattr(kwargs.get("train_dataset"), "column_names", None) or []
+            self.cross_tokenizer = teacher_tokenizer is not None or TEACHER_PREFIX + "input_ids" in columns
         self.loss_weights, self.loss_specs, self.layer_map = self.check_setup(
             model, teacher_model.config, args, kwargs.get("train_dataset"), cross_tokenizer=self.cross_tokenizer
         )
@@ -100,6 +111,13 @@ class DistillTrainer(Trainer):
 
         # (re)wrapped here: which outputs the teacher must return depends on the active losses (set_stage)
         self.teacher = Teacher(teacher_model, dtype=args.teacher_dtype, device=args.device)
+        if self.ensemble is not None:  # each teacher reads its own columns when it tokenizes differently
+            models, _, weights, main = self.ensemble
+            members = [
+                Teacher(m, dtype=args.teacher_dtype, device=args.device, prefix=member_prefix(i + 1))
+                for i, m in enumerate(models)
+            ]
+            self.teacher = TeacherEnsemble(members, weights, args.temperature, args.ensemble_mode, main)
         built = {
             name: spec.build_module(model.config, teacher_model.config, self.layer_map)
             for name, spec in self.loss_specs.items()
@@ -120,10 +138,12 @@ class DistillTrainer(Trainer):
         if args.teacher_cache and self.train_dataset is not None and self._needs_teacher:
             self.set_stage("prediction" if self.stage_weights else None)  # the cache holds logits only
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
+                ensemble = self.ensemble is not None  # scored as run here (torch), and identified by every teacher
                 self._cached_logits = load_or_build(
                     args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
-                    self.data_collator, batch_size=args.per_device_eval_batch_size, backend=args.teacher_backend,
-                    progress=not args.disable_tqdm,
+                    self.data_collator, batch_size=args.per_device_eval_batch_size,
+                    backend="torch" if ensemble else args.teacher_backend, progress=not args.disable_tqdm,
+                    extra_identity=ensemble_identity(self.ensemble[0], self.ensemble[2], args) if ensemble else None,
                 )  # fmt: skip
             self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
         self._term_sums: dict[str, tuple[torch.Tensor, int]] = {}  # {name: (sum since the last log, steps)}
@@ -148,12 +168,6 @@ class DistillTrainer(Trainer):
             student.set_attn_implementation("eager")  # SDPA never materialises the attention maps
         elif not self._needs_attn and self._student_attn not in (None, current):
             student.set_attn_implementation(self._student_attn)
-
-    def stage_at(self, step: int) -> str | None:
-        """The stage that the step after `step` belongs to (None without the two-stage schedule)."""
-        if self.stage_weights is None:
-            return None
-        return "intermediate" if step < self.stage1_steps else "prediction"
 
     @staticmethod
     def check_setup(
@@ -319,53 +333,6 @@ class DistillTrainer(Trainer):
                 if column.startswith(TEACHER_PREFIX) and column not in self._signature_columns:
                     self._signature_columns.append(column)
 
-    def set_initial_training_values(self, args, dataloader):
-        """The Trainer's step counts, with stage 1's `intermediate_epochs` put before the usual run (stage 2:
-        `num_train_epochs`, or `max_steps` when set)."""
-        values = super().set_initial_training_values(args, dataloader)
-        if self.stage_weights is None:
-            return values
-        _, per_epoch, examples, _, batch_size, steps_in_epoch, max_steps = values
-        self.stage1_steps = max(1, math.ceil(args.intermediate_epochs * per_epoch))
-        total = self.stage1_steps + max_steps
-        announce(
-            "distillation stage 1/2",
-            f"intermediate layers {self.stage_weights['intermediate']}, steps 1-{self.stage1_steps} "
-            f"({args.intermediate_epochs:g} epochs); stage 2: prediction layer, steps {self.stage1_steps + 1}-{total}",
-        )
-        return math.ceil(total / per_epoch), per_epoch, examples, total * batch_size, batch_size, steps_in_epoch, total
-
-    def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """Two stages: the configured schedule (warm-up included) run once over each stage's steps."""
-        if self.stage_weights is None or self.lr_scheduler is not None:
-            return super().create_scheduler(num_training_steps, optimizer)
-        first = self.stage1_steps
-        parts = []
-        for steps in (first, num_training_steps - first):
-            probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-            schedule = get_scheduler(
-                self.args.lr_scheduler_type, optimizer=probe, num_warmup_steps=self.args.get_warmup_steps(steps),
-                num_training_steps=steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
-            )  # fmt: skip
-            if not isinstance(schedule, LambdaLR):
-                raise ValueError(
-                    f"lr_scheduler_type {self.args.lr_scheduler_type!r} cannot be run once per stage of the two-stage "
-                    "schedule; use linear, cosine, constant or constant_with_warmup, or intermediate_epochs 0."
-                )
-            parts.append(schedule.lr_lambdas[0])
-        self.lr_scheduler = LambdaLR(
-            optimizer or self.optimizer, lambda step: parts[0](step) if step < first else parts[1](step - first)
-        )
-        self._created_lr_scheduler = True
-        return self.lr_scheduler
-
-    def _get_train_sampler(self, train_dataset=None):
-        sampler = super()._get_train_sampler(train_dataset)
-        if type(sampler) is LengthGroupedSampler:  # distillkit's default sampling: make it resume exactly
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            sampler = _EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, seed)
-        return sampler
-
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
         params = [p for p in self.distill_modules.parameters() if p.requires_grad]
@@ -411,20 +378,3 @@ class _ClearGradients(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.module.zero_grad(set_to_none=True)
-
-
-class _EpochSeededLengthSampler(LengthGroupedSampler):
-    """`LengthGroupedSampler` whose order for epoch e comes from a generator seeded with seed + e (the Trainer calls
-    `set_epoch`). transformers' own draws from the global RNG, whose state at the start of a later epoch differs
-    between a straight run and one resumed mid-epoch: the resumed run would see other batches."""
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int):
-        super().__init__(batch_size, lengths=lengths)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return super().__iter__()

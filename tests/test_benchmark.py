@@ -56,9 +56,15 @@ def bench(tmp_path_factory):
             {"name": "custom", "recipe": "custom.yaml"},
             {"name": "factorized", "recipe": "factorized.yaml"},
             {"name": "hidden", "recipe": "hidden.yaml", "baseline": "custom"},
+            {"name": "two-stage", "recipe": "hidden.yaml", "flags": {"intermediate_epochs": 1}, "baseline": "custom"},
+            {"name": "pruned", "recipe": "custom.yaml", "flags": {"student": "pruned", "intermediate_size": 32}},
+            # a second teacher that tokenizes differently (and already has its head: no teacher stage)
+            {"name": "ensemble", "recipe": "custom.yaml", "extra_teachers": ["hub-org/pretrained-student"],
+             "baseline": "custom"},
         ],
         "profiles": {"smoke": {"train_samples": 200, "teacher_train_samples": 100,
-                               "students": {"hidden": {"seeds": [0]}}}},
+                               "students": {"hidden": {"seeds": [0]}, "two-stage": {"seeds": [0]},
+                                            "pruned": {"seeds": [0]}, "ensemble": {"seeds": [0]}}}},
     }  # fmt: skip
     (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
     out = tmp / "out"
@@ -70,12 +76,21 @@ def bench(tmp_path_factory):
     return out, cmd, result
 
 
+def teacher_params(rows):
+    return rows[("teacher", "fine-tuned")]["parameters"] + rows[("teacher-pretrained-student", "given")]["parameters"]
+
+
 def test_benchmark_writes_json_markdown_and_plot(bench):
     out, _, result = bench
     data = json.loads((out / "results.json").read_text())
     rows = {(r["name"], r["variant"]): r for r in data["rows"]}
     assert set(rows) == {("teacher", "fine-tuned"), ("custom", "kd"), ("custom", "baseline"), ("factorized", "kd"),
-                         ("factorized", "baseline"), ("hidden", "kd")}  # fmt: skip
+                         ("factorized", "baseline"), ("hidden", "kd"), ("two-stage", "kd"), ("pruned", "kd"),
+                         ("pruned", "baseline"), ("ensemble", "kd"), ("teacher-pretrained-student", "given"),
+                         ("ensemble (ensemble)", "ensemble, probs")}  # fmt: skip
+    ensemble = rows[("ensemble (ensemble)", "ensemble, probs")]
+    assert ensemble["parameters"] == teacher_params(rows) and ensemble["weights"] == [0.5, 0.5]
+    assert "init_accuracy" in rows[("pruned", "kd")]
     for row in rows.values():
         for key in ("parameters", "size_mb", "latency_fp32_ms", "latency_int8_ms", "accuracy", "retained"):
             assert row[key] is not None and row[key] == row[key], (row["name"], key)  # present and not NaN
@@ -104,11 +119,16 @@ def test_benchmark_runs_record_what_was_trained(bench):
     factorized = by[("factorized", "kd", 0)]
     assert factorized["cross_tokenizer"] and factorized["architecture"] == "AlbertForSequenceClassification"
     assert not by[("custom", "kd", 0)]["cross_tokenizer"]
-    assert all(r["steps"] == 4 and r["train_examples"] == 200 for r in runs)
+    assert all(r["steps"] == 4 and r["train_examples"] == 200 for r in runs if r["name"] != "two-stage")
+    two_stage = by[("two-stage", "kd", 0)]  # stage 1: one epoch of 200 rows in batches of 16, then the 4 steps
+    assert two_stage["steps"] == 13 + 4 and two_stage["intermediate_epochs"] == 1
+    assert by[("pruned", "kd", 0)]["pruned"]["student"]["layers"] == 1
+    assert by[("pruned", "kd", 0)]["architecture"] == "BertForSequenceClassification"
     # the seeds differ: two seeds of one student are two different runs
     assert by[("custom", "kd", 0)]["latency_fp32_ms"] > 0 and (out / "runs" / "custom" / "kd-seed1.json").is_file()
     # logit-only KD runs read the teacher's logits from the cache; the cross-tokenizer student has its own
-    assert len(list((out / "teacher_cache").iterdir())) == 2
+    # (and the ensemble its own: the combined soft targets)
+    assert len(list((out / "teacher_cache").iterdir())) == 3
 
 
 def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):

@@ -195,3 +195,50 @@ def test_pickle_only_weights_are_refused_unless_allowed(tmp_path, trained_teache
     loaded = load_teacher(str(directory), allow_pickle=True)
     ids = torch.randint(5, 45, (2, 6))
     torch.testing.assert_close(loaded.eval()(input_ids=ids).logits, trained_teacher.eval()(input_ids=ids).logits)
+
+
+TEACHER_DRIVER = """
+import os, runpy, signal, sys
+from transformers import Trainer
+at = int(sys.argv[1])
+original = Trainer.training_step
+def training_step(self, *args, **kwargs):
+    if type(self).__name__ == "_TeacherTrainer" and self.state.global_step == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+Trainer.training_step = training_step
+sys.argv = ["distill.py", *sys.argv[2:]]
+runpy.run_path({script!r}, run_name="__main__")
+""".format(script=str(ROOT / "scripts" / "distill.py"))
+
+
+def test_a_run_killed_in_its_teacher_stage_resumes_that_stage(tmp_path, tokenizer, train_file):
+    from transformers import BertModel
+
+    base = tmp_path / "base"  # no classification head: the teacher stage fine-tunes it
+    BertModel(tiny_bert().config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+
+    def flags(out, *extra):
+        return ["--teacher", str(base), "--student", "custom", "--num_layers", "1", "--hidden_size", "16",
+                "--num_heads", "2", "--train_file", str(train_file), "--output_dir", str(out), "--max_steps", "2",
+                "--teacher_max_steps", "12", "--teacher_save_steps", "4", "--teacher_batch_size", "16",
+                "--teacher_learning_rate", "1e-3", "--allow_weak_teacher", "true", "--report_to", "none",
+                "--disable_tqdm", "true", "--seed", "2", *extra]  # fmt: skip
+
+    straight = _distill(flags(tmp_path / "a"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert not list((tmp_path / "a" / "teacher").glob("checkpoint-*"))  # removed once the stage is complete
+    out = tmp_path / "b"
+    killed = subprocess.run([sys.executable, "-c", TEACHER_DRIVER, "6", *flags(out)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)  # fmt: skip
+    assert killed.returncode == -9
+    assert latest_checkpoint(str(out / "teacher")) == str(out / "teacher" / "checkpoint-4")
+    assert not (out / "teacher" / "config.json").exists()
+    resumed = _distill(flags(out, "--resume_from_checkpoint", "latest"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "teacher stage: resuming from" in resumed.stderr
+    a = load_file(str(tmp_path / "a" / "teacher" / "model.safetensors"))
+    b = load_file(str(out / "teacher" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)

@@ -38,8 +38,9 @@ from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
 from distillkit.cli import text_table
 from distillkit.config import INTERMEDIATE_WEIGHTS
-from distillkit.data import get_task, load_task_data, resolve_columns, tokenize_dataset
+from distillkit.data import get_task, load_task_data, member_prefix, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
+from distillkit.ensemble import TeacherEnsemble, evaluate_ensemble
 from distillkit.export import export_int8
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from distillkit.metrics import build_compute_metrics
@@ -151,6 +152,7 @@ class Bench:
             self.validation = self.validation.select(range(min(cli.max_eval_samples, len(self.validation))))
         self.probe = [str(t) for t in self.validation[self.text_column][:LATENCY_PROBE]]
         self.data_cache: dict[Any, Any] = {}
+        self.extra_teachers: dict[str, dict[str, Any]] = {}  # the records of ensembles' other teachers
         self.compute_metrics = build_compute_metrics(2, self.task.metrics, self.task.name)
 
     def subset(self, n: int | None):
@@ -165,10 +167,11 @@ class Bench:
         return flags + flag_list(extra)
 
     # -- teacher --
-    def teacher(self) -> dict[str, Any]:
-        teacher_dir = self.out / "teacher"
-        record_path = self.out / "teacher.json"
-        name = local_name(self.cli.teacher or self.plan["teacher"], self.cli.local_models)
+    def teacher(self, name: str | None = None, key: str = "teacher") -> dict[str, Any]:
+        """The teacher stage of the plan's teacher (or of another, `key` naming its folder): done once, then read."""
+        teacher_dir = self.out / key
+        record_path = self.out / f"{key}.json"
+        name = local_name(name or self.cli.teacher or self.plan["teacher"], self.cli.local_models)
         overrides = {k: v for k, v in self.plan["overrides"].items() if k not in _PLAN_KEYS}
         flags = self.training_flags(self.plan["teacher_recipe"], {**overrides, "teacher": name})
         model_args, data_args, teacher_args, args = parse_args([*flags, "--output_dir", str(self.out)])
@@ -188,7 +191,9 @@ class Bench:
             train, val, metrics_fn = data["train"], data["validation"], self.compute_metrics
             start = time.perf_counter()
             if needs_stage:
-                model, metrics = finetune_teacher(model, tokenizer, train, val, args, teacher_args, metrics_fn)
+                model, metrics = finetune_teacher(
+                    model, tokenizer, train, val, args, teacher_args, metrics_fn, key, resume=True
+                )  # a stopped teacher stage goes on from its checkpoint
             else:  # already fine-tuned: evaluate and keep a copy, so that the students read one folder
                 model.save_pretrained(teacher_dir)
                 tokenizer.save_pretrained(teacher_dir)
@@ -196,7 +201,7 @@ class Bench:
             seconds = time.perf_counter() - start
             epochs = teacher_args.teacher_num_train_epochs
             record = {
-                "name": "teacher",
+                "name": key,
                 "model": name,
                 "variant": "fine-tuned" if needs_stage else "given",
                 "parameters": model.num_parameters(),
@@ -211,7 +216,8 @@ class Bench:
             atomic_write_text(str(record_path), json.dumps(record, indent=2))
             del model
             gc.collect()
-        self.teacher_dir = str(teacher_dir)
+        if key == "teacher":
+            self.teacher_dir = str(teacher_dir)
         return record
 
     def encode_args(self, model: Any) -> dict[str, Any]:
@@ -224,7 +230,9 @@ class Bench:
         }
 
     # -- students --
-    def student_run(self, spec: dict[str, Any], variant: str, seed: int, teacher: Any, teacher_tok: Any) -> dict:
+    def student_run(
+        self, spec: dict[str, Any], variant: str, seed: int, teacher: Any, teacher_tok: Any, extra: list | None = None
+    ) -> dict:
         path = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}.json"
         if path.is_file():
             return json.loads(path.read_text())
@@ -239,11 +247,18 @@ class Bench:
                 setattr(args, weight, 0.0)
         student_tok = pick_student_tokenizer(model_args, teacher_tok)
         cross = student_tok is not teacher_tok
-        key = (spec["train_samples"], id(student_tok))
+        members = extra if variant == "kd" and extra else []  # the baseline runs no teacher
+        if members and cross:
+            raise ValueError(f"{spec['name']}: an ensemble's student must share the plan teacher's tokenizer here.")
+        own = {member_prefix(i + 2): tok for i, (_, tok) in enumerate(members) if not same_tokenizer(tok, student_tok)}
+        key = (spec["train_samples"], id(student_tok), tuple(own))
         if key not in self.data_cache:
             splits = DatasetDict(train=self.subset(spec["train_samples"]), validation=self.validation)
+            columns = own or (
+                teacher_tok if cross else None
+            )  # the tokenization(s) of teachers other than the student's
             self.data_cache[key] = tokenize_dataset(splits, student_tok, **self.encode_args(teacher),
-                                                    teacher_tokenizer=teacher_tok if cross else None)  # fmt: skip
+                                                    teacher_tokenizer=columns)  # fmt: skip
         train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
         if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
             train = self.with_extra_rows(train, data_args, spec, teacher, teacher_tok, student_tok if cross else None)
@@ -259,15 +274,20 @@ class Bench:
             )
         # where the student starts: a pruned student should start far above chance, a random one at it
         init_accuracy = evaluate_model(student, student_tok, val, args, self.compute_metrics)["eval_accuracy"]
+        if members:  # [the plan's teacher, the extra ones]; each extra one reads its own columns where it must
+            toks = [None, *[tok if member_prefix(i + 2) in own else None for i, (_, tok) in enumerate(members)]]
         trainer = DistillTrainer(
             model=student,
-            teacher=teacher,
+            teacher=[teacher, *[m for m, _ in members]] if members else teacher,
             args=args,
             train_dataset=train,
             processing_class=student_tok,
             compute_metrics=self.compute_metrics,
-            **({"teacher_processing_class": teacher_tok} if cross else {}),
-        )
+            **({"teacher_processing_class": toks} if members else {"teacher_processing_class": teacher_tok} if cross
+               else {}),
+        )  # fmt: skip
+        if members:
+            self.ensemble_record(spec, trainer, val)
         start = time.perf_counter()
         train_metrics = trainer.train().metrics
         seconds = time.perf_counter() - start
@@ -345,12 +365,38 @@ class Bench:
         for spec in self.plan["students"]:
             if only and spec["name"] not in only:
                 continue
+            extra = []  # an ensemble: the plan's teacher and these, each through its own teacher stage
+            for name in spec.get("extra_teachers") or []:
+                key = "teacher-" + Path(name).name
+                self.extra_teachers[key] = self.teacher(name, key)
+                extra.append((load_teacher(str(self.out / key)), load_tokenizer(str(self.out / key))))
             variants = ["kd", "baseline"] if spec.get("baseline", True) is True else ["kd"]
             for seed in spec["seeds"]:
                 for variant in variants:
                     logger.info("student %s, %s, seed %d", spec["name"], variant, seed)
-                    records.append(self.student_run(spec, variant, seed, teacher, teacher_tok))
+                    records.append(self.student_run(spec, variant, seed, teacher, teacher_tok, extra))
         return records
+
+    def ensemble_record(self, spec: dict[str, Any], trainer: Any, val: Any) -> None:
+        """The ensemble's own dev accuracy (mixed probabilities at T = 1), once per plan entry."""
+        path = self.out / f"ensemble-{spec['name']}.json"
+        if path.is_file():
+            return
+        mixed = trainer.teacher
+        at_one = TeacherEnsemble(mixed.teachers, mixed.weights, 1.0, mixed.mode, mixed.intermediate)
+        scores = evaluate_ensemble(at_one, val, trainer.data_collator, self.compute_metrics, 64)
+        members = [json.loads((self.out / "teacher.json").read_text()), *self.extra_teachers.values()]
+        serving = {k: round(sum(m[k] for m in members), 3) for k in ("size_mb", "latency_fp32_ms", "latency_int8_ms")}
+        record = {
+            **serving,
+            "name": f"ensemble ({spec['name']})",
+            "model": " + ".join(["teacher", *spec["extra_teachers"]]),
+            "variant": f"ensemble, {mixed.mode}",
+            "weights": [round(w, 4) for w in mixed.weights],
+            "parameters": sum(t.model.num_parameters() for t in mixed.teachers),
+            "accuracy": round(scores["teacher_eval_accuracy"], 4),
+        }
+        atomic_write_text(str(path), json.dumps(record, indent=2))
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------
@@ -536,6 +582,16 @@ def main(argv: list[str] | None = None) -> None:
     bench.remeasure_latency(teacher, runs, everything=cli.remeasure_latency)
     baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
     rows = summarize(teacher, runs, baselines)
+    # other teachers (of an ensemble) and ensembles, after the plan's teacher; retained % stays against that teacher
+    others = [
+        *bench.extra_teachers.values(),
+        *(json.loads(p.read_text()) for p in sorted(bench.out.glob("ensemble-*.json"))),
+    ]
+    rows[1:1] = [
+        {**r, "seeds": 1, "accuracy_std": 0.0, "retained": round(r["accuracy"] / teacher["accuracy"], 4),
+         "speedup_fp32": round(teacher["latency_fp32_ms"] / r["latency_fp32_ms"], 2)}
+        for r in others
+    ]  # fmt: skip
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cli.use_cpu else "CPU"
     header = (
         f"SST-2 dev ({len(bench.validation)} sentences); profile {cli.profile or 'none'}; trained on {device}, "

@@ -8,6 +8,7 @@ from .tasks import (
     get_task,
     infer_labels,
     load_task_data,
+    member_prefix,
     resolve_columns,
     same_tokenizer,
     teacher_part,
@@ -26,6 +27,7 @@ __all__ = [
     "read_delimited",
     "resolve_columns",
     "same_tokenizer",
+    "member_prefix",
     "teacher_part",
     "tokenize_dataset",
 ]

@@ -118,9 +118,15 @@ def _label_converter(label2id: dict[str, int], num_labels: int) -> Any:
 TEACHER_PREFIX = "teacher_"  # columns of the teacher's own tokenization (cross-tokenizer distillation)
 
 
-def teacher_part(features: dict[str, Any]) -> dict[str, Any]:
-    """The `teacher_*` entries of a row or batch, without their prefix (the teacher's own tokenization)."""
-    return {k[len(TEACHER_PREFIX) :]: v for k, v in features.items() if k.startswith(TEACHER_PREFIX)}
+def member_prefix(k: int) -> str:
+    """The columns of the k-th teacher of an ensemble (1-based), when its tokenizer is not the student's."""
+    return f"{TEACHER_PREFIX}{k}_"
+
+
+def teacher_part(features: dict[str, Any], prefix: str = TEACHER_PREFIX) -> dict[str, Any]:
+    """The `teacher_*` entries of a row or batch (or those of another prefix), without their prefix: a teacher's own
+    tokenization."""
+    return {k[len(prefix) :]: v for k, v in features.items() if k.startswith(prefix)}
 
 
 def same_tokenizer(a: Any, b: Any) -> bool:
@@ -150,7 +156,7 @@ def tokenize_dataset(
 
     Cross-tokenizer distillation: with a `teacher_tokenizer` the text is tokenized twice, once by each tokenizer; the
     teacher's encoding goes into `teacher_input_ids`, `teacher_attention_mask`, ... of the same row (see
-    `TEACHER_PREFIX` and `DistillCollator`).
+    `TEACHER_PREFIX` and `DistillCollator`). For an ensemble, `teacher_tokenizer` is {column prefix: tokenizer}.
     """
     splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
     for name, split in splits.items():
@@ -170,9 +176,12 @@ def tokenize_dataset(
         texts = [str(t) for t in batch[text_column]]
         pairs = [str(t) for t in batch[text_pair_column]] if text_pair_column else None
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length)
-        if teacher_tokenizer is not None:
-            for key, value in teacher_tokenizer(texts, pairs, truncation=True, max_length=max_seq_length).items():
-                encoded[TEACHER_PREFIX + key] = value
+        others = teacher_tokenizer if isinstance(teacher_tokenizer, dict) else {TEACHER_PREFIX: teacher_tokenizer}
+        for prefix, other in others.items():
+            if other is None:
+                continue
+            for key, value in other(texts, pairs, truncation=True, max_length=max_seq_length).items():
+                encoded[prefix + key] = value
         if label_column:
             encoded["labels"] = [convert(v) for v in batch[label_column]]
         return encoded
