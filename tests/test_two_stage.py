@@ -137,3 +137,37 @@ def test_two_stage_config_errors():
     assert args.loss_weights("intermediate") == {"hidden": 1.0, "minilm": 0.5}
     assert args.loss_weights("prediction") == pytest.approx({"kd": 0.9, "ce": 0.1, "logit_l1": 0.3})
     assert args.ddp_find_unused_parameters is True  # the classifier has no gradient in stage 1
+
+
+def test_the_command_line_runs_both_stages_in_one_folder_and_the_card_says_so(tmp_path, trained_teacher_dir):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import rule_sentences
+
+    texts, labels = rule_sentences(64, 4)
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "distill.py"
+    flags = ["--teacher", str(trained_teacher_dir), "--student", "custom", "--num_layers", "1", "--hidden_size", "16",
+             "--num_heads", "2", "--hidden_weight", "1", "--hidden_loss", "ln_mse", "--intermediate_epochs", "1",
+             "--max_steps", "3", "--per_device_train_batch_size", "16", "--train_file", str(train),
+             "--validation_file", str(train), "--output_dir", str(out), "--logging_steps", "1", "--report_to", "none",
+             "--disable_tqdm", "true"]  # fmt: skip
+    result = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distillation stage 1/2" in result.stderr and "distillation stage 2/2" in result.stderr
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 + 3  # one epoch of 64 rows in batches of 16, then max_steps
+    stages = [e["distill_stage"] for e in state["log_history"] if "distill_stage" in e]
+    assert stages == [1, 1, 1, 1, 2, 2, 2]
+    assert "two stages: 1 epochs (4 steps) on the intermediate terms hidden alone" in (out / "README.md").read_text()
+    recipe = (out / "distillkit_recipe.yaml").read_text()
+    assert "intermediate_epochs: 1.0" in recipe
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert not any("proj" in k for k in f.keys())  # noqa: SIM118 (a safetensors handle)
