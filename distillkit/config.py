@@ -37,8 +37,11 @@ class DistillConfig(TrainingArguments):
         default=0.0, metadata={"help": "Weight (>= 0) of hidden-state matching over the layer map; 0 turns it off."}
     )
     hidden_loss: str = field(
-        default="mse", metadata={"help": f"Distance for hidden-state and embedding matching: {HIDDEN_LOSS_KINDS}."}
-    )
+        default="ln_mse",
+        metadata={"help": f"Distance for hidden-state and embedding matching: {HIDDEN_LOSS_KINDS}. ln_mse (the "
+                  "default): MSE after a parameter-free layer norm of both sides, so that a weight means the same for "
+                  "teachers of any activation scale; mse: plain MSE; cosine: 1 - cosine similarity."},
+    )  # fmt: skip
     attention_weight: float = field(
         default=0.0, metadata={"help": "Weight (>= 0) of attention-map matching over the layer map; 0 turns it off."}
     )
