@@ -239,9 +239,17 @@ def run(
     prune_report = None
     if model_args.student == "pruned":  # cut by importance, measured on the (fine-tuned) teacher
         announce("pruning", f"scoring the teacher's units on {model_args.prune_samples:,} training rows")
+        score = None
+        if "validation" in teacher_data:  # the teacher with each dimension cut alone, and the student as cut
+
+            def score(model: Any) -> dict[str, float]:
+                metrics = evaluate_model(model, tokenizer, teacher_data["validation"], args, compute_metrics)
+                return {k.removeprefix("eval_"): round(v, 4) for k, v in score_items(metrics)}
+
         student, prune_report = prune_on_data(
-            teacher, student, teacher_data["train"], DataCollatorWithPadding(tokenizer), model_args.prune_samples
-        )
+            teacher, student, teacher_data["train"], DataCollatorWithPadding(tokenizer), model_args.prune_samples,
+            evaluate=score,
+        )  # fmt: skip
         logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
     stop = StopOnSignal()
     announce("distillation", f"{len(data['train']):,} rows, losses {args.loss_weights()}")

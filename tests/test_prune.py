@@ -172,6 +172,10 @@ def test_the_command_line_cuts_the_fine_tuned_teacher_and_reports_it(tmp_path, t
     report = json.loads((out / "prune_report.json").read_text())
     assert report["samples"] == 48 and len(report["layers_kept"]) == 1 and len(report["hidden_dims_kept"]) == 16
     assert report["student"]["parameters"] < report["teacher"]["parameters"]
+    # each dimension cut alone, on the validation data (the teacher keeps its 2 heads of 16 when cut to width 16)
+    assert set(report["pruned_alone"]) == {"num_layers", "hidden_size", "intermediate_size"}
+    assert all(0 <= s["accuracy"] <= 1 for s in report["pruned_alone"].values())
+    assert report["teacher_score"]["accuracy"] > 0.8  # the trained teacher on its own rule
     config = json.loads((out / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (1, 16, 32)
     assert config["architectures"] == ["BertForSequenceClassification"]

@@ -333,10 +333,18 @@ def parameter_count(teacher_config: Any, shape: PruneShape, kind: str = "bert", 
 
 
 def prune_on_data(
-    teacher: nn.Module, student: nn.Module, dataset: Any, collator: Any, samples: int, batch_size: int = 32
+    teacher: nn.Module,
+    student: nn.Module,
+    dataset: Any,
+    collator: Any,
+    samples: int,
+    batch_size: int = 32,
+    evaluate: Any = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Cut `teacher` to `student`'s shape, choosing by importance on the first `samples` labelled rows of `dataset`
-    (the teacher's tokenization). Returns (the student, a report of what was kept)."""
+    (the teacher's tokenization). Returns (the student, a report of what was kept). With `evaluate(model) -> scores`
+    (the validation metrics), the report also has the teacher's score with each dimension pruned alone to its target
+    (`pruned_alone`), the pruned student's before any training, and the teacher's."""
     c = student.config
     shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
     labels = dataset["labels"] if "labels" in dataset.column_names else []
@@ -366,4 +374,17 @@ def prune_on_data(
         "hidden_dims_kept": keep.hidden.tolist(),
         "notes": pruned.distillkit_init_notes,
     }  # fmt: skip
+    if evaluate is not None:
+        full = PruneShape(teacher.config.num_hidden_layers, teacher.config.num_attention_heads,
+                          teacher.config.hidden_size, teacher.config.intermediate_size)  # fmt: skip
+        report["teacher_score"] = evaluate(teacher)
+        report["pruned_alone"] = {}
+        for name in ("num_layers", "num_heads", "hidden_size", "intermediate_size"):
+            alone = PruneShape(**{**full.__dict__, name: getattr(shape, name)})
+            if getattr(alone, name) == getattr(full, name) or alone.hidden_size % alone.num_heads:
+                continue
+            if alone.head_dim > teacher.config.hidden_size // teacher.config.num_attention_heads:
+                continue  # that dimension alone would need wider heads than the teacher has
+            report["pruned_alone"][name] = evaluate(prune(teacher, alone, scores).eval())
+        report["student_score_before_training"] = evaluate(pruned)
     return pruned, report
