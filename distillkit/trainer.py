@@ -44,6 +44,10 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
     intermediate losses live in `self.distill_modules`: they are optimised with the student, saved in checkpoints,
     and never written into the saved student.
 
+    `teacher=[t1, t2, ...]` distills an ensemble (`distillkit.ensemble`): its soft targets mix the teachers'
+    probabilities with `args.teacher_weights`; `teacher_processing_class` is then a list, None for a teacher that
+    reads the student's tokenization.
+
     With `args.intermediate_epochs > 0` one `train()` runs two stages (TinyBERT's task distillation): the first
     `stage1_steps` steps train the intermediate terms alone (the classifier gets no gradient), the rest the
     prediction-layer terms; each stage has its own learning-rate schedule, the optimizer state is reset between
@@ -56,7 +60,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
     def __init__(
         self,
         model: PreTrainedModel | None = None,
-        teacher: PreTrainedModel | Teacher | None = None,
+        teacher: PreTrainedModel | Teacher | list[PreTrainedModel | Teacher] | None = None,
         args: DistillConfig | None = None,
         **kwargs: Any,
     ):
