@@ -209,3 +209,17 @@ def test_teachers_with_other_label_counts_stop_the_command_before_anything_is_wr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "label counts differ" in errors[0], result.stderr[-2000:]
     assert not out.exists()
+
+
+def test_an_ensemble_of_one_teacher_twice_scores_as_that_teacher(tmp_path, tokenizer, trained_teacher):
+    from distillkit.ensemble import TeacherEnsemble, evaluate_ensemble
+    from distillkit.metrics import build_compute_metrics, evaluate_model
+    from distillkit.teacher import Teacher
+
+    data = rule_dataset(tokenizer, 96, seed=8)
+    metrics = build_compute_metrics(2)
+    alone = evaluate_model(trained_teacher, tokenizer, data, _args(tmp_path), metrics)
+    pair = TeacherEnsemble([Teacher(trained_teacher), Teacher(trained_teacher)], [0.5, 0.5], 1.0)
+    mixed = evaluate_ensemble(pair, data, DistillCollator(tokenizer), metrics, 32)
+    assert mixed["teacher_eval_accuracy"] == pytest.approx(alone["eval_accuracy"])
+    assert alone["eval_accuracy"] > 0.6  # a real score: the teacher learnt the rule
