@@ -221,6 +221,11 @@ class ModelArguments:
     embedding_size: int | None = field(
         default=None, metadata={"help": "Factorized embeddings of this size (<= width): an ALBERT student."}
     )
+    prune_layers: str = field(
+        default="spread",
+        metadata={"help": "--student pruned: which layers to keep. spread (evenly over the depth, the last included: "
+                  "a first-order score does not predict removing most layers) or importance (the highest scores)."},
+    )  # fmt: skip
     prune_samples: int = field(
         default=512,
         metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
@@ -255,6 +260,8 @@ class ModelArguments:
         names = self.teacher if isinstance(self.teacher, (list, tuple)) else [self.teacher] if self.teacher else []
         self.teachers = [str(n) for n in names]
         self.teacher = self.teachers[0] if self.teachers else None
+        if self.prune_layers not in ("spread", "importance"):
+            raise ValueError(f"prune_layers must be spread or importance (got {self.prune_layers!r}).")
         if self.prune_samples < 1:
             raise ValueError(
                 f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "

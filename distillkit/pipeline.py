@@ -248,7 +248,7 @@ def run(
 
         student, prune_report = prune_on_data(
             teacher, student, teacher_data["train"], DataCollatorWithPadding(tokenizer), model_args.prune_samples,
-            evaluate=score,
+            evaluate=score, layers_by=model_args.prune_layers,
         )  # fmt: skip
         logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
     stop = StopOnSignal()

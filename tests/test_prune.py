@@ -75,8 +75,10 @@ def test_planted_useless_units_are_cut_first(make, tokenizer):
     assert scores.heads[2, 2] == 0 and (scores.heads[2, [0, 1, 3]] > 0).all()
     assert scores.neurons[0, 5] == 0 and (scores.neurons[0] > 0).sum() == teacher.config.intermediate_size - 1
     c = teacher.config
-    keep = plan(teacher, PruneShape(2, c.num_attention_heads - 1, c.hidden_size - 8, c.intermediate_size - 1), scores)
+    target = PruneShape(2, c.num_attention_heads - 1, c.hidden_size - 8, c.intermediate_size - 1)
+    keep = plan(teacher, target, scores, layers_by="importance")
     assert keep.layers == [0, 2]
+    assert plan(teacher, target, scores).layers == [0, 2]  # spread (the default): the first and the last
     assert 5 not in keep.neurons[0].tolist() and len(keep.neurons[0]) == c.intermediate_size - 1
     if make is _bert:  # per layer: the zeroed head goes in layer 3 only
         assert keep.heads[1] == [0, 1, 3]
@@ -180,3 +182,14 @@ def test_the_command_line_cuts_the_fine_tuned_teacher_and_reports_it(tmp_path, t
     assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (1, 16, 32)
     assert config["architectures"] == ["BertForSequenceClassification"]
     assert "pruned from the teacher" in (out / "README.md").read_text()
+
+
+def test_spread_layers_keep_the_last_layer_whatever_its_score(tokenizer):
+    teacher = _bert()
+    _plant(teacher, layer=2, head=0)  # the last layer's branches zeroed: its first-order score is 0
+    scores = measure_importance(teacher, _batches(tokenizer))
+    shape = PruneShape(2, 4, 32, 64)
+    assert plan(teacher, shape, scores, layers_by="importance").layers == [0, 1]
+    assert plan(teacher, shape, scores).layers == [0, 2]
+    with pytest.raises(ValueError, match="prune_layers must be one of"):
+        plan(teacher, shape, scores, layers_by="best")

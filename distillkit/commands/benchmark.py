@@ -270,7 +270,12 @@ class Bench:
         pruned = None
         if model_args.student == "pruned":  # cut by importance on this run's labelled rows (teacher tokenization)
             student, pruned = prune_on_data(
-                teacher, student, train, DataCollatorWithPadding(teacher_tok), model_args.prune_samples
+                teacher,
+                student,
+                train,
+                DataCollatorWithPadding(teacher_tok),
+                model_args.prune_samples,
+                layers_by=model_args.prune_layers,
             )
         # where the student starts: a pruned student should start far above chance, a random one at it
         init_accuracy = evaluate_model(student, student_tok, val, args, self.compute_metrics)["eval_accuracy"]

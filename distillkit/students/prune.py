@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.unlabeled import NO_LABEL
+from .init import spread_layers
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +204,19 @@ class Plan:
     hidden: Tensor
 
 
-def plan(teacher: nn.Module, shape: PruneShape, scores: Importance | None) -> Plan:
-    """What to keep. Without scores: the first units of each kind (used to check a run before any teacher stage)."""
+LAYER_CHOICES = ("spread", "importance")
+
+
+def plan(teacher: nn.Module, shape: PruneShape, scores: Importance | None, layers_by: str = "spread") -> Plan:
+    """What to keep. Without scores: the first units of each kind (used to check a run before any teacher stage).
+
+    layers_by "spread": layers evenly spread over the depth, the first and the last included (as teacher:K and
+    DistilBERT keep them); "importance": the layers of highest Taylor score. Spread is the default because a
+    first-order score predicts the removal of one layer, not of most of them: on SST-2 (MPNet teacher at 92.3%),
+    keeping the 4 layers of highest score (1, 2, 4, 5) left the teacher at chance (50.9%), keeping 4 spread layers
+    at 73.2%, and the whole 4 x 312 cut started at 65.5% with spread layers against 50.9%."""
+    if layers_by not in LAYER_CHOICES:
+        raise ValueError(f"prune_layers must be one of {LAYER_CHOICES} (got {layers_by!r}).")
     kind, _, _ = _layout(teacher)
     config = teacher.config
     num_layers, heads = config.num_hidden_layers, config.num_attention_heads
@@ -217,7 +229,10 @@ def plan(teacher: nn.Module, shape: PruneShape, scores: Importance | None) -> Pl
             neurons=-torch.arange(config.intermediate_size).float().expand(num_layers, -1),
             hidden=-torch.arange(config.hidden_size).float(),
         )  # fmt: skip
-    layers = _top(scores.layers, shape.num_layers).tolist()
+    if layers_by == "spread":
+        layers = spread_layers(num_layers, shape.num_layers)
+    else:
+        layers = _top(scores.layers, shape.num_layers).tolist()
     if kind == "mpnet":  # one relative-position bias per head, shared by every layer: the same heads everywhere
         shared = _top(scores.heads[layers].sum(dim=0), shape.num_heads).tolist()
         heads_kept = [shared for _ in layers]
@@ -234,11 +249,14 @@ def plan(teacher: nn.Module, shape: PruneShape, scores: Importance | None) -> Pl
     )
 
 
-def prune(teacher: nn.Module, shape: PruneShape, scores: Importance | None = None) -> nn.Module:
-    """The student: the teacher's architecture with `shape`, its weights cut from the teacher's per `scores`."""
+def prune(
+    teacher: nn.Module, shape: PruneShape, scores: Importance | None = None, layers_by: str = "spread"
+) -> nn.Module:
+    """The student: the teacher's architecture with `shape`, its weights cut from the teacher's per `scores`
+    (layers chosen as `plan` says for `layers_by`)."""
     check_shape(teacher, shape)
     kind, base, layers = _layout(teacher)
-    keep = plan(teacher, shape, scores)
+    keep = plan(teacher, shape, scores, layers_by)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers, config.num_attention_heads = shape.num_layers, shape.num_heads
     config.hidden_size, config.intermediate_size = shape.hidden_size, shape.intermediate_size
@@ -340,6 +358,7 @@ def prune_on_data(
     samples: int,
     batch_size: int = 32,
     evaluate: Any = None,
+    layers_by: str = "spread",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Cut `teacher` to `student`'s shape, choosing by importance on the first `samples` labelled rows of `dataset`
     (the teacher's tokenization). Returns (the student, a report of what was kept). With `evaluate(model) -> scores`
@@ -356,7 +375,7 @@ def prune_on_data(
     rows = [{k: r[k] for k in columns} for r in rows]
     batches = [collator(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
     scores = measure_importance(teacher, batches)
-    pruned = prune(teacher, shape, scores)
+    pruned = prune(teacher, shape, scores, layers_by)
     keep = pruned.distillkit_prune_plan
     report = {
         "teacher": {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
@@ -369,6 +388,7 @@ def prune_on_data(
                      "over examples",
         "samples": scores.samples,
         "layers_kept": [i + 1 for i in keep.layers],
+        "layers_chosen_by": layers_by,
         "layer_importance": [round(float(v), 6) for v in scores.layers],
         "heads_kept": {str(i + 1): hs for i, hs in zip(keep.layers, keep.heads)},
         "hidden_dims_kept": keep.hidden.tolist(),
@@ -385,6 +405,6 @@ def prune_on_data(
                 continue
             if alone.head_dim > teacher.config.hidden_size // teacher.config.num_attention_heads:
                 continue  # that dimension alone would need wider heads than the teacher has
-            report["pruned_alone"][name] = evaluate(prune(teacher, alone, scores).eval())
+            report["pruned_alone"][name] = evaluate(prune(teacher, alone, scores, layers_by).eval())
         report["student_score_before_training"] = evaluate(pruned)
     return pruned, report
