@@ -164,9 +164,11 @@ def ensemble_identity(models: Sequence[Any], weights: Sequence[float], args: Any
 def evaluate_ensemble(
     ensemble: TeacherEnsemble, dataset: Any, collator: Any, compute_metrics: Any, batch_size: int
 ) -> dict[str, float]:
-    """The ensemble's metrics on `dataset` (the student's rows, with each teacher's own columns), as teacher_eval_*."""
+    """The ensemble's metrics on `dataset` (the student's rows, with each teacher's own columns), as teacher_eval_*.
+    It predicts from its mixture at temperature 1, whatever temperature it distills at."""
     from transformers import EvalPrediction
 
+    ensemble = TeacherEnsemble(ensemble.teachers, ensemble.weights, 1.0, ensemble.mode, ensemble.intermediate)
     columns = [c for c in dataset.column_names if c != "labels"]
     logits, labels = [], []
     for start in range(0, len(dataset), batch_size):

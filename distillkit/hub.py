@@ -41,6 +41,11 @@ def score_items(metrics: dict[str, Any]) -> list[tuple[str, float]]:
     return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith(skip)]
 
 
+def teacher_scores_line(metrics: dict[str, Any]) -> str:
+    """A teacher's scores in one line ("accuracy 0.9232, f1_macro 0.9231"), empty when there are none."""
+    return ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(metrics))
+
+
 def _scores(info: dict[str, Any]) -> list[dict[str, str]]:
     student = {k.removeprefix("eval_"): v for k, v in (info.get("metrics") or {}).items()}
     teacher = {k.split("eval_", 1)[-1]: v for k, v in (info.get("teacher_metrics") or {}).items()}
@@ -231,7 +236,7 @@ def card_info(
         teacher = " + ".join(names)
         base_model = [n for n in names if not os.path.isdir(n)] or None
         for member in getattr(result, "members", None) or []:
-            scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(member["metrics"]))
+            scores = teacher_scores_line(member["metrics"])
             ensemble.append({"name": member["name"], "weight": member["weight"], "scores": scores or "not scored"})
     length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
     if getattr(trainer, "stage_weights", None):  # the two-stage schedule

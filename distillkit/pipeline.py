@@ -34,7 +34,7 @@ from .config import DataArguments, DistillConfig, ModelArguments, TeacherArgumen
 from .data import Task, get_task, load_task_data, member_prefix, resolve_columns, tokenize_dataset
 from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, with_teacher_only_rows
 from .finetune import finetune_teacher
-from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, write_card
+from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, teacher_scores_line, write_card
 from .metrics import build_compute_metrics, evaluate_model
 from .progress import TimeEstimate, announce
 from .recipes import dump_recipe
@@ -229,7 +229,7 @@ def run(
             compute_metrics, resume=resume_requested(args.resume_from_checkpoint),
         )  # fmt: skip
         first.model, result.teacher_dir = teacher, os.path.join(args.output_dir, "teacher")
-        scores = ", ".join(f"{k.removeprefix('teacher_eval_')} {v:.4f}" for k, v in score_items(result.teacher_metrics))
+        scores = teacher_scores_line(result.teacher_metrics)
         logger.info("teacher stage done: %s", scores or "(no validation data: not scored)")
         notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, result.teacher_dir)
     if ensemble:

@@ -16,6 +16,18 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def use_eager_attention(model: nn.Module, needed: bool, original: str | None) -> bool:
+    """Eager attention while attention maps are `needed` (SDPA and flash kernels never materialise them); otherwise
+    the `original` implementation (the one the model was built or loaded with). True when it switched to eager."""
+    current = getattr(model.config, "_attn_implementation", "eager")
+    if needed and current != "eager":
+        model.set_attn_implementation("eager")
+        return True
+    if not needed and original not in (None, current):
+        model.set_attn_implementation(original)
+    return False
+
+
 class Teacher:
     """Wraps a fine-tuned model so that it only ever predicts.
 
@@ -54,12 +66,8 @@ class Teacher:
         """Ask for hidden states and attention maps from now on (or stop asking). Attention maps switch the model to
         eager attention; when they are no longer wanted, it goes back to the implementation it was loaded with."""
         self.output_hidden_states, self.output_attentions = hidden_states, attentions
-        current = getattr(self.model.config, "_attn_implementation", "eager")
-        if attentions and current != "eager":
+        if use_eager_attention(self.model, attentions, self._attn_implementation):
             logger.info("switching the teacher to eager attention: attention maps are distilled")
-            self.model.set_attn_implementation("eager")
-        elif not attentions and self._attn_implementation not in (None, current):
-            self.model.set_attn_implementation(self._attn_implementation)
 
     @property
     def config(self) -> Any:

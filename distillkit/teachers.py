@@ -8,10 +8,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import check_teacher
 from .config import ModelArguments, TeacherArguments
-from .data import Task, infer_labels, same_tokenizer
-from .ensemble import check_labels
-from .finetune import has_trained_head, load_teacher, load_tokenizer
+from .data import Task, infer_labels, same_tokenizer, tokenize_dataset
+from .ensemble import check_labels, evaluate_ensemble
+from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
+from .metrics import evaluate_model
 from .resilience import resume_requested
 from .students.presets import KNOWN_SPECS
 
@@ -114,10 +116,6 @@ def stage_members(
 ) -> list[str]:
     """The teacher stage of every ensemble member after the first that needs one (the first has its own in the
     pipeline); returns the notes of weak teachers."""
-    from .checks import check_teacher
-    from .data import tokenize_dataset
-    from .finetune import finetune_teacher
-
     notes: list[str] = []
     for setup in setups[1:]:
         if not setup.needs_stage:
@@ -136,17 +134,11 @@ def ensemble_scores(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(the ensemble's validation scores, as teacher_eval_*; every member's, with its name and weight). The
     ensemble predicts from its mixed probabilities at temperature 1."""
-    from .data import tokenize_dataset
-    from .ensemble import TeacherEnsemble, evaluate_ensemble
-    from .metrics import evaluate_model
-
     members = []
     for setup, weight in zip(setups, trainer.teacher.weights):
         own = tokenize_dataset(raw["validation"], setup.tokenizer, **encode)
         metrics = evaluate_model(setup.model, setup.tokenizer, own, args, compute_metrics, prefix="teacher_eval")
         members.append({"name": setup.name, "weight": round(weight, 4), "metrics": metrics})
-    mixed = trainer.teacher
-    at_one = TeacherEnsemble(mixed.teachers, mixed.weights, 1.0, mixed.mode, mixed.intermediate)
-    scores = evaluate_ensemble(at_one, trainer.eval_dataset, trainer.data_collator, compute_metrics,
+    scores = evaluate_ensemble(trainer.teacher, trainer.eval_dataset, trainer.data_collator, compute_metrics,
                                args.per_device_eval_batch_size)  # fmt: skip
     return scores, members

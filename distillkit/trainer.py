@@ -24,7 +24,7 @@ from .metrics import build_compute_metrics
 from .progress import announce
 from .resilience import ExactResume, NonFiniteLossError, mark_complete, save_then_move
 from .stages import TwoStageSchedule
-from .teacher import Teacher, check_teacher_student
+from .teacher import Teacher, check_teacher_student, use_eager_attention
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         super().__init__(model=model, args=args, **kwargs)
 
         # (re)wrapped here: which outputs the teacher must return depends on the active losses (set_stage)
-        self.teacher = Teacher(teacher_model, dtype=args.teacher_dtype, device=args.device)
-        if self.ensemble is not None:  # each teacher reads its own columns when it tokenizes differently
+        if self.ensemble is None:
+            self.teacher = Teacher(teacher_model, dtype=args.teacher_dtype, device=args.device)
+        else:  # each teacher reads its own columns when it tokenizes differently
             models, _, weights, main = self.ensemble
             members = [
                 Teacher(m, dtype=args.teacher_dtype, device=args.device, prefix=member_prefix(i + 1))
@@ -166,12 +167,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         self._needs_attn = any(spec.needs_attentions for spec in specs)
         self._reads_qkv = self._qkv is not None and any(spec.needs_qkv for spec in specs)
         self.teacher.set_outputs(self._needs_hidden, self._needs_attn)
-        student = self.model
-        current = getattr(student.config, "_attn_implementation", "eager")
-        if self._needs_attn and current != "eager":
-            student.set_attn_implementation("eager")  # SDPA never materialises the attention maps
-        elif not self._needs_attn and self._student_attn not in (None, current):
-            student.set_attn_implementation(self._student_attn)
+        use_eager_attention(self.model, self._needs_attn, self._student_attn)
 
     @staticmethod
     def check_setup(

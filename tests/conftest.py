@@ -49,6 +49,13 @@ def rule_sentences(n: int, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+def write_tsv(path, n: int, seed: int):
+    """A GLUE-style TSV (sentence, label) of `n` keyword-rule sentences; returns the path."""
+    texts, labels = rule_sentences(n, seed)
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    return path
+
+
 def rule_dataset(tokenizer, n: int, seed: int, with_labels: bool = True) -> Dataset:
     texts, labels = rule_sentences(n, seed)
     data = {"sentence": texts, **({"label": labels} if with_labels else {})}

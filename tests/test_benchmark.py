@@ -11,16 +11,11 @@ import pytest
 import yaml
 from transformers import BertConfig, BertModel
 
-from .conftest import VOCAB, make_tokenizer, rule_sentences
+from .conftest import VOCAB, make_tokenizer, write_tsv
 from .test_cross_tokenizer import student_model, student_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "benchmark.py"
-
-
-def write_tsv(path: Path, n: int, seed: int) -> None:
-    texts, labels = rule_sentences(n, seed)
-    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
 
 
 @pytest.fixture(scope="module")

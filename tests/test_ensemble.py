@@ -16,7 +16,7 @@ from distillkit.collator import DistillCollator
 from distillkit.data import member_prefix, tokenize_dataset
 from distillkit.ensemble import combine, ensemble_members
 
-from .conftest import rule_dataset, rule_sentences, tiny_bert, train_teacher
+from .conftest import rule_dataset, rule_sentences, tiny_bert, train_teacher, write_tsv
 from .test_cross_tokenizer import student_model, student_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,10 +167,7 @@ def test_negative_weights_and_other_label_sets_are_refused(tmp_path, trained_tea
 
 
 def _train_file(tmp_path):
-    texts, labels = rule_sentences(96, 4)
-    path = tmp_path / "train.tsv"
-    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
-    return path
+    return write_tsv(tmp_path / "train.tsv", 96, 4)
 
 
 def test_the_command_line_distills_an_ensemble_and_reports_each_teacher(tmp_path, trained_teacher_dir, tokenizer):

@@ -158,11 +158,9 @@ def test_the_command_line_cuts_the_fine_tuned_teacher_and_reports_it(tmp_path, t
     import json
     from pathlib import Path
 
-    from .conftest import rule_sentences
+    from .conftest import write_tsv
 
-    texts, labels = rule_sentences(96, 4)
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    train = write_tsv(tmp_path / "train.tsv", 96, 4)
     out = tmp_path / "out"
     script = Path(__file__).resolve().parents[1] / "scripts" / "distill.py"
     flags = ["--teacher", str(trained_teacher_dir), "--student", "pruned", "--num_layers", "1", "--hidden_size", "16",

@@ -145,11 +145,9 @@ def test_the_command_line_runs_both_stages_in_one_folder_and_the_card_says_so(tm
     import sys
     from pathlib import Path
 
-    from .conftest import rule_sentences
+    from .conftest import write_tsv
 
-    texts, labels = rule_sentences(64, 4)
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    train = write_tsv(tmp_path / "train.tsv", 64, 4)
     out = tmp_path / "out"
     script = Path(__file__).resolve().parents[1] / "scripts" / "distill.py"
     flags = ["--teacher", str(trained_teacher_dir), "--student", "custom", "--num_layers", "1", "--hidden_size", "16",

@@ -40,7 +40,7 @@ from distillkit.cli import text_table
 from distillkit.config import INTERMEDIATE_WEIGHTS
 from distillkit.data import get_task, load_task_data, member_prefix, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
-from distillkit.ensemble import TeacherEnsemble, evaluate_ensemble
+from distillkit.ensemble import evaluate_ensemble
 from distillkit.export import export_int8
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from distillkit.metrics import build_compute_metrics
@@ -388,8 +388,7 @@ class Bench:
         if path.is_file():
             return
         mixed = trainer.teacher
-        at_one = TeacherEnsemble(mixed.teachers, mixed.weights, 1.0, mixed.mode, mixed.intermediate)
-        scores = evaluate_ensemble(at_one, val, trainer.data_collator, self.compute_metrics, 64)
+        scores = evaluate_ensemble(mixed, val, trainer.data_collator, self.compute_metrics, 64)
         members = [json.loads((self.out / "teacher.json").read_text()), *self.extra_teachers.values()]
         serving = {k: round(sum(m[k] for m in members), 3) for k in ("size_mb", "latency_fp32_ms", "latency_int8_ms")}
         record = {
