@@ -291,6 +291,12 @@ class TeacherArguments:
         metadata={"help": "Checkpoint the teacher stage every N steps (the newest kept), so that a run stopped there "
                   "resumes it (--resume_from_checkpoint latest); 0: no checkpoints (a stopped stage starts again)."},
     )  # fmt: skip
+    teacher_bf16: bool = field(
+        default=False,
+        metadata={"help": "Train the teacher stage in bf16 mixed precision (autocast; the weights stay fp32), whatever "
+                  "--bf16 says for the student. On a CPU with AVX-512 BF16 or AMX it is about 3x faster (MPNet-base, "
+                  "batch 32: 2.3 -> 0.8 s a step on 2 cores). The teacher is still evaluated, saved and run in fp32."},
+    )  # fmt: skip
     teacher_min_steps: int = field(
         default=250,
         metadata={

@@ -10,10 +10,14 @@ import os
 import shutil
 from typing import Any
 
+import torch
+from accelerate.state import AcceleratorState
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
+from transformers.utils import is_torch_bf16_gpu_available
 
 from .checks import total_steps
 from .config import DistillConfig, TeacherArguments
+from .metrics import evaluate_model
 from .progress import TimeEstimate, announce
 from .resilience import ExactResume, MarkCheckpoints, latest_checkpoint, save_then_move
 
@@ -115,6 +119,17 @@ def load_teacher(
     return model
 
 
+def _stage_precision(args: DistillConfig, teacher_args: TeacherArguments) -> dict[str, bool]:
+    """The teacher stage's precision flags: --teacher_bf16 on a bf16 GPU, or on the CPU (transformers wants use_cpu
+    said there); a GPU without bf16 trains the teacher in fp32, with a warning."""
+    if args.bf16 or not teacher_args.teacher_bf16 or is_torch_bf16_gpu_available():
+        return {"bf16": args.bf16 or teacher_args.teacher_bf16}
+    if torch.cuda.is_available():
+        logger.warning("--teacher_bf16: this GPU has no bf16, the teacher stage trains in fp32")
+        return {"bf16": False}
+    return {"bf16": True, "use_cpu": True}
+
+
 def finetune_teacher(
     teacher: PreTrainedModel,
     tokenizer: Any,
@@ -159,6 +174,7 @@ def finetune_teacher(
         save_total_limit=1,
         load_best_model_at_end=False,
         push_to_hub=False,
+        **_stage_precision(args, teacher_args),
     )
     model = teacher
     if teacher_args.teacher_lora_r:
@@ -187,9 +203,21 @@ def finetune_teacher(
     if checkpoint:
         logger.info("teacher stage: resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    mixed_for_stage_only = stage_args.bf16 and not args.bf16
+    if mixed_for_stage_only:  # --teacher_bf16: the autocast wrapper goes, the teacher is evaluated and run in fp32
+        # accelerate wrapped the instance's forward in autocast; the class's own forward is the fp32 one
+        if trainer.model.__dict__.pop("_original_forward", None) is not None:
+            trainer.model.__dict__.pop("forward", None)
+        AcceleratorState._reset_state()  # the student's Accelerator sets its own precision (the process group stays)
     if teacher_args.teacher_lora_r:
         model = model.merge_and_unload()
-    metrics = trainer.evaluate(metric_key_prefix="teacher_eval") if eval_dataset is not None else {}
+    if eval_dataset is None:
+        metrics = {}
+    elif mixed_for_stage_only:
+        fp32 = dataclasses.replace(stage_args, bf16=False)
+        metrics = evaluate_model(model, tokenizer, eval_dataset, fp32, compute_metrics, prefix="teacher_eval")
+    else:
+        metrics = trainer.evaluate(metric_key_prefix="teacher_eval")
     if args.should_save:  # complete or absent: a resumed run reuses this teacher
 
         def save(tmp: str) -> None:

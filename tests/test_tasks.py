@@ -232,3 +232,31 @@ def test_the_teacher_stage_repeats_with_the_same_seed(tmp_path, base_teacher_dir
     assert teachers[0].keys() == teachers[1].keys()
     for key in teachers[0]:
         assert torch.equal(teachers[0][key], teachers[1][key]), key
+
+
+def test_teacher_bf16_trains_the_teacher_stage_in_bf16_and_evaluates_it_in_fp32(tmp_path, trained_teacher_dir):
+    texts, labels = rule_sentences(160, 3)
+    train = _write(tmp_path / "train.tsv", ["sentence", "label"], zip(texts[:128], labels[:128]))
+    dev = _write(tmp_path / "dev.tsv", ["sentence", "label"], zip(texts[128:], labels[128:]))
+    weights = {}
+    for name, extra in (("fp32", []), ("bf16", ["--teacher_bf16", "true"]), ("no-dev", ["--teacher_bf16", "true"])):
+        data = ["--train_file", str(train)] + (["--validation_file", str(dev)] if name != "no-dev" else [])
+        flags = _flags(trained_teacher_dir, tmp_path / name, *data, "--finetune_teacher", "always")
+        _run([*flags, "--max_steps", "2", "--teacher_max_steps", "4", *extra])  # an fp32 student follows
+        with safe_open(str(tmp_path / name / "teacher" / "model.safetensors"), framework="pt") as f:
+            weights[name] = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safetensors handle)
+    # mixed precision changed the teacher's training (same seed, same batches), and its weights are saved in fp32
+    assert any(not torch.equal(weights["fp32"][k], weights["bf16"][k]) for k in weights["fp32"])
+    assert all(t.dtype == torch.float32 for t in weights["bf16"].values())
+    # the teacher's recorded dev loss is the fp32 loss of the saved weights, not the autocast one
+    teacher = BertForSequenceClassification.from_pretrained(tmp_path / "bf16" / "teacher").eval()
+    tokenizer = make_tokenizer()
+    batch = tokenizer(texts[128:], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    target = torch.tensor(labels[128:])
+    with torch.no_grad():
+        fp32 = torch.nn.functional.cross_entropy(teacher(**batch).logits, target).item()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = torch.nn.functional.cross_entropy(teacher(**batch).logits.float(), target).item()
+    recorded = json.loads((tmp_path / "bf16" / "teacher" / "eval_results.json").read_text())["teacher_eval_loss"]
+    assert abs(mixed - fp32) > 1e-3 * fp32  # the check below can tell the two apart
+    assert recorded == pytest.approx(fp32, rel=1e-4)
