@@ -19,7 +19,7 @@ from .checks import total_steps
 from .config import DistillConfig, TeacherArguments
 from .metrics import evaluate_model
 from .progress import TimeEstimate, announce
-from .resilience import ExactResume, MarkCheckpoints, latest_checkpoint, save_then_move
+from .resilience import ExactResume, MarkCheckpoints, TrainingClock, latest_checkpoint, save_then_move
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ def finetune_teacher(
         callbacks=[TimeEstimate("teacher stage"), MarkCheckpoints()],
     )
     checkpoint = latest_checkpoint(output_dir) if resume else None  # a stopped teacher stage goes on from there
+    clock = TrainingClock(checkpoint)
+    trainer.add_callback(clock)  # after MarkCheckpoints: it adds its figure to the marker
     if checkpoint:
         logger.info("teacher stage: resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -218,6 +220,7 @@ def finetune_teacher(
         metrics = evaluate_model(model, tokenizer, eval_dataset, fp32, compute_metrics, prefix="teacher_eval")
     else:
         metrics = trainer.evaluate(metric_key_prefix="teacher_eval")
+    model.distillkit_train_seconds = clock.seconds  # training alone, over every resumption (None: not known)
     if args.should_save:  # complete or absent: a resumed run reuses this teacher
 
         def save(tmp: str) -> None:

