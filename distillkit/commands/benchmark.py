@@ -615,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train_samples", type=int, help="override the students' training subset")
     parser.add_argument("--teacher_train_samples", type=int, help="override the teacher stage's training subset")
     parser.add_argument("--only", action="append", help="run only this student (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="these seeds of every student (one seed of each first)")
     parser.add_argument("--use_cpu", action="store_true", help="train on the CPU even where a GPU is present")
     parser.add_argument(
         "--report_only",
@@ -630,8 +631,9 @@ def main(argv: list[str] | None = None) -> None:
     plan = load_plan(cli.plan, cli.profile)
     if cli.teacher_train_samples:
         plan["overrides"]["teacher_train_samples"] = cli.teacher_train_samples
-    for student in plan["students"] if cli.train_samples else []:
-        student["train_samples"] = cli.train_samples
+    for student in plan["students"]:
+        student["train_samples"] = cli.train_samples or student["train_samples"]
+        student["seeds"] = cli.seeds or student["seeds"]
     bench = Bench(plan, cli)
     bench.out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
