@@ -153,7 +153,9 @@ def machine() -> dict[str, Any]:
 
 
 def weights_mb(directory: str) -> float:
-    return round(dir_size_mb(directory, (".safetensors",)), 2)
+    """The saved model's weights: the folder's own safetensors files (not those of checkpoints inside it)."""
+    files = [os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".safetensors")]
+    return round(sum(dir_size_mb(f) for f in files), 2)
 
 
 # ---- the stages ---------------------------------------------------------------------------------------------------
@@ -627,7 +629,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     cli = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # the ONNX export's graph passes log every rewrite
+    for name in ("onnx_ir", "onnxscript"):  # the ONNX export's graph passes log every rewrite
+        logging.getLogger(name).setLevel(logging.WARNING)
     plan = load_plan(cli.plan, cli.profile)
     if cli.teacher_train_samples:
         plan["overrides"]["teacher_train_samples"] = cli.teacher_train_samples
@@ -642,6 +645,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.remeasure_latency(teacher, runs, everything=cli.remeasure_latency)
     baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
     rows = summarize(teacher, runs, baselines)
+    anchors = {s["name"]: s.get("anchor") for s in plan["students"]}
+    for row in rows:  # the plan's anchor, for runs recorded before the plan named one
+        row["anchor"] = row.get("anchor") or anchors.get(row["name"])
     # other teachers (of an ensemble) and ensembles, after the plan's teacher; retained % stays against that teacher
     others = [
         *bench.extra_teachers.values(),
