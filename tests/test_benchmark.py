@@ -154,8 +154,9 @@ def test_report_only_trains_nothing_and_publishes_records_a_table_and_a_plot(ben
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {(r["name"], r["variant"]) for r in rows} >= {("custom", "kd"), ("custom", "baseline")}
     assert ("factorized", "kd") not in {(r["name"], r["variant"]) for r in rows}  # --only: that student alone
-    published = subprocess.run([sys.executable, str(ROOT / "scripts" / "results.py"), "--from", str(out / "results.json"),
-                                "--out", str(tmp_path / "sst2")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    script = [sys.executable, str(ROOT / "scripts" / "results.py")]
+    published = subprocess.run([*script, "--from", str(out / "results.json"), "--out", str(tmp_path / "sst2")],
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
     assert published.returncode == 0, published.stderr[-3000:]
     records = {(r["name"], r["variant"]): r for r in json.loads((tmp_path / "sst2.json").read_text())["rows"]}
     kd, teacher = records[("custom", "kd")], records[("teacher", "fine-tuned")]

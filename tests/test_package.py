@@ -87,8 +87,8 @@ def test_python_dash_m_lists_the_commands_and_refuses_unknown_ones(capsys):
         console_main(["--help"])
     assert done.value.code == 0
     shown = capsys.readouterr().out
-    assert all(name in shown for name in ("distill", "export", "push", "benchmark", "results", "fetch-models", "quickstart"))
-    assert set(COMMANDS) == {"distill", "export", "push", "benchmark", "results", "fetch-models", "quickstart"}
+    names = {"distill", "export", "push", "benchmark", "results", "fetch-models", "quickstart"}
+    assert all(name in shown for name in names) and set(COMMANDS) == names
     with pytest.raises(SystemExit) as done:
         console_main(["distil"])
     assert done.value.code == 2 and "unknown command 'distil'" in capsys.readouterr().err
