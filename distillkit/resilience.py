@@ -165,7 +165,7 @@ class TrainingClock(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         checkpoint = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         if args.should_save and is_complete(checkpoint) and self.seconds is not None:
-            mark_complete(checkpoint, state.global_step, train_seconds=round(self.seconds, 1))
+            mark_complete(checkpoint, state.global_step, train_seconds=round(self.seconds, 3))
 
 
 class StopOnSignal(TrainerCallback):
