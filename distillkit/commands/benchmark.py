@@ -478,8 +478,8 @@ def summarize(
                 if all("latency_onnx_ms" in r for r in group)
                 else {}
             ),
-            train_s=round(statistics.mean(r["train_s"] for r in group), 1),
-            train_examples_per_s=round(statistics.mean(r["train_examples_per_s"] for r in group), 1),
+            train_s=_mean_known(group, "train_s"),  # a run resumed from a checkpoint without a clock has none
+            train_examples_per_s=_mean_known(group, "train_examples_per_s"),
             epochs=first.get("epochs"),
             intermediate_epochs=first.get("intermediate_epochs"),
             anchor=first.get("anchor"),
@@ -497,6 +497,11 @@ def summarize(
                 row["baseline_std"] = round(statistics.stdev(r["accuracy"] for r in base), 4) if len(base) > 1 else None
         rows.append(row)
     return rows
+
+
+def _mean_known(group: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in group if r.get(key) is not None]
+    return round(statistics.mean(values), 1) if values else None
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -547,7 +552,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         cells = [r["name"], r["variant"], f"{r['parameters'] / 1e6:.1f}M", f"{r['size_mb']:.1f}",
                  f"{r['latency_fp32_ms']:.2f}", f"{r['latency_int8_ms']:.2f}", acc, pct(r["retained"]), gain(r),
                  str(r.get("seeds", 1)), str(r.get("train_examples", "")), epochs(r),
-                 f"{r.get('train_s', 0):.0f}",
+                 "" if r.get("train_s") is None else f"{r['train_s']:.0f}",
                  str(r.get("train_examples_per_s") or "")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(targets(rows)) + "\n"
