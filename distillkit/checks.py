@@ -161,3 +161,23 @@ def check_teacher(summary: dict[str, float] | None, allow_weak: bool, teacher_di
         )
     note = one_class_note("teacher", summary)
     return [note] if note else []
+
+
+def check_trim(model_args: Any, args: Any, ensemble: bool, cross: bool) -> None:
+    """--trim_vocab cuts the teacher's vocabulary for a student that reads the teacher's tokens, and only the logit
+    losses can be distilled through it (the teacher reads its own tokenization of the same text)."""
+    if ensemble:
+        raise ValueError("--trim_vocab is not offered with several teachers yet; give one --teacher, or leave it out.")
+    if cross:
+        raise ValueError(
+            f"--trim_vocab trims the teacher's vocabulary, but the student {model_args.student!r} has a tokenizer of "
+            "its own; leave out --trim_vocab (or shrink its embeddings with --embedding_size)."
+        )
+    from .config import INTERMEDIATE_WEIGHTS
+
+    used = [name for name in INTERMEDIATE_WEIGHTS if getattr(args, name, 0) > 0]
+    if used:
+        raise ValueError(
+            f"--trim_vocab gives the student a tokenizer of its own, and the intermediate losses ({', '.join(used)}) "
+            f"are not offered with one yet: set {' '.join(f'--{n} 0' for n in used)}, or leave out --trim_vocab."
+        )

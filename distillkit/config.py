@@ -231,6 +231,15 @@ class ModelArguments:
         metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
                   "Taylor importance) before it is cut."},
     )  # fmt: skip
+    trim_vocab: bool = field(
+        default=False,
+        metadata={"help": "Keep only the vocabulary the training text uses (plus single characters and special "
+                  "tokens) in the student's embeddings, and save the matching tokenizer with it: SST-2 uses 13,487 "
+                  "of MPNet's 30,527 tokens. WordPiece and Unigram tokenizers; logit losses only."},
+    )  # fmt: skip
+    trim_vocab_min_count: int = field(
+        default=1, metadata={"help": "With --trim_vocab: keep the tokens seen at least this many times."}
+    )
     share_layers: bool = field(
         default=False, metadata={"help": "ALBERT-style cross-layer sharing: layers share one set of weights."}
     )
@@ -266,6 +275,11 @@ class ModelArguments:
             raise ValueError(
                 f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "
                 "on that many training examples (512 is the default)."
+            )
+        if self.trim_vocab_min_count < 1:
+            raise ValueError(
+                f"trim_vocab_min_count must be >= 1 (got {self.trim_vocab_min_count}): --trim_vocab keeps the tokens "
+                "the training text uses at least that many times (1, the default, keeps every one)."
             )
 
 

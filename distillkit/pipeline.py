@@ -23,6 +23,7 @@ from .checks import (
     check_evaluation,
     check_report_to,
     check_teacher,
+    check_trim,
     fit_max_seq_length,
     labels_in_use,
     one_class_note,
@@ -32,7 +33,7 @@ from .checks import (
 from .cli import invocation
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import Task, get_task, load_task_data, member_prefix, resolve_columns, tokenize_dataset
-from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, with_teacher_only_rows
+from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, texts_of, with_teacher_only_rows
 from .finetune import finetune_teacher
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, teacher_scores_line, write_card
 from .metrics import build_compute_metrics, evaluate_model
@@ -50,6 +51,7 @@ from .resilience import (
 )
 from .students import build_student, format_size_table, size_report, write_size_report
 from .students.prune import prune_on_data
+from .students.vocab import trim_embeddings, trim_vocabulary
 from .teachers import ensemble_scores, load_teachers, member_tokenizers, pick_student_tokenizer, stage_members
 from .trainer import DistillTrainer
 
@@ -192,15 +194,25 @@ def run(
         "num_labels": num_labels,
     }
     teacher_data = tokenize_dataset(raw, tokenizer, **encode)
+    extra, data_report["teacher_labelled"] = extra_rows(
+        data_args, unlabeled, raw["train"], teacher, tokenizer, text_column, pair_column, args.seed,
+        augment_cache_dir(args.teacher_cache),
+    )  # fmt: skip
+    trimmed = None
+    if model_args.trim_vocab:  # the student's own tokenizer: the teacher's, cut to the training text's tokens
+        check_trim(model_args, args, ensemble, cross)
+        texts, pairs = texts_of(raw["train"], text_column, pair_column)
+        if extra is not None:
+            more, more_pairs = texts_of(extra, text_column, pair_column)
+            texts, pairs = texts + more, (pairs + more_pairs if pairs is not None else None)
+        trimmed = trim_vocabulary(tokenizer, texts, pairs, model_args.trim_vocab_min_count)
+        student_tokenizer, cross, own_columns = trimmed.tokenizer, True, tokenizer
+        data_report["vocabulary"] = trimmed.report()
     data = (
         tokenize_dataset(raw, student_tokenizer, **encode, teacher_tokenizer=own_columns)
         if own_columns
         else teacher_data
     )
-    extra, data_report["teacher_labelled"] = extra_rows(
-        data_args, unlabeled, raw["train"], teacher, tokenizer, text_column, pair_column, args.seed,
-        augment_cache_dir(args.teacher_cache),
-    )  # fmt: skip
     if extra is not None:  # rows for the distillation terms only: no gold label
         train = with_teacher_only_rows(
             data["train"], extra, student_tokenizer, encode, own_columns or None, num_labels == 1
@@ -251,6 +263,8 @@ def run(
             evaluate=score, layers_by=model_args.prune_layers,
         )  # fmt: skip
         logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
+    if trimmed is not None:
+        student = trim_embeddings(student, trimmed.kept_ids)
     stop = StopOnSignal()
     announce("distillation", f"{len(data['train']):,} rows, losses {args.loss_weights()}")
     trainer = DistillTrainer(

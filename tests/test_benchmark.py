@@ -53,13 +53,17 @@ def bench(tmp_path_factory):
             {"name": "hidden", "recipe": "hidden.yaml", "baseline": "custom"},
             {"name": "two-stage", "recipe": "hidden.yaml", "flags": {"intermediate_epochs": 1}, "baseline": "custom"},
             {"name": "pruned", "recipe": "custom.yaml", "flags": {"student": "pruned", "intermediate_size": 32}},
+            # its vocabulary trimmed to the training text's (augmented copies included), against pruned's baseline
+            {"name": "trimmed", "recipe": "custom.yaml", "baseline": "pruned",
+             "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "augment": 1}},
             # a second teacher that tokenizes differently (and already has its head: no teacher stage)
             {"name": "ensemble", "recipe": "custom.yaml", "extra_teachers": ["hub-org/pretrained-student"],
              "baseline": "custom"},
         ],
         "profiles": {"smoke": {"train_samples": 200, "teacher_train_samples": 100,
                                "students": {"hidden": {"seeds": [0]}, "two-stage": {"seeds": [0]},
-                                            "pruned": {"seeds": [0]}, "ensemble": {"seeds": [0]}}}},
+                                            "pruned": {"seeds": [0]}, "ensemble": {"seeds": [0]},
+                                            "trimmed": {"seeds": [0]}}}},
     }  # fmt: skip
     (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
     out = tmp / "out"
@@ -69,6 +73,13 @@ def bench(tmp_path_factory):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, cmd, result
+
+
+def trimmed_model_and_tokenizer(run_dir):
+    """The saved student's vocabulary size and its tokenizer's length."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    return AutoConfig.from_pretrained(run_dir).vocab_size, len(AutoTokenizer.from_pretrained(run_dir))
 
 
 def teacher_params(rows):
@@ -81,7 +92,8 @@ def test_benchmark_writes_json_markdown_and_plot(bench):
     rows = {(r["name"], r["variant"]): r for r in data["rows"]}
     assert set(rows) == {("teacher", "fine-tuned"), ("custom", "kd"), ("custom", "baseline"), ("factorized", "kd"),
                          ("factorized", "baseline"), ("hidden", "kd"), ("two-stage", "kd"), ("pruned", "kd"),
-                         ("pruned", "baseline"), ("ensemble", "kd"), ("teacher-pretrained-student", "given"),
+                         ("pruned", "baseline"), ("trimmed", "kd"), ("ensemble", "kd"),
+                         ("teacher-pretrained-student", "given"),
                          ("ensemble (ensemble)", "ensemble, probs")}  # fmt: skip
     ensemble = rows[("ensemble (ensemble)", "ensemble, probs")]
     assert ensemble["parameters"] == teacher_params(rows) and ensemble["weights"] == [0.5, 0.5]
@@ -114,7 +126,13 @@ def test_benchmark_runs_record_what_was_trained(bench):
     factorized = by[("factorized", "kd", 0)]
     assert factorized["cross_tokenizer"] and factorized["architecture"] == "AlbertForSequenceClassification"
     assert not by[("custom", "kd", 0)]["cross_tokenizer"]
-    assert all(r["steps"] == 4 and r["train_examples"] == 200 for r in runs if r["name"] != "two-stage")
+    assert all(r["steps"] == 4 for r in runs if r["name"] != "two-stage")
+    assert all(r["train_examples"] == 200 for r in runs if r["name"] not in ("two-stage", "trimmed"))
+    trimmed = by[("trimmed", "kd", 0)]  # the augmented copies join its training text and its vocabulary
+    assert trimmed["train_examples"] > 200 and trimmed["cross_tokenizer"]
+    saved = trimmed_model_and_tokenizer(out / "runs" / "trimmed" / "kd-seed0")
+    assert saved == (trimmed["vocabulary"]["vocab_size"],) * 2 and trimmed["vocabulary"]["original_vocab_size"] == 45
+    assert "vocabulary trimmed" in trimmed["initialisation"][-1] and trimmed["pruned"] is not None
     two_stage = by[("two-stage", "kd", 0)]  # stage 1: one epoch of 200 rows in batches of 16, then the 4 steps
     assert two_stage["steps"] == 13 + 4 and two_stage["intermediate_epochs"] == 1
     assert by[("pruned", "kd", 0)]["pruned"]["student"]["layers"] == 1
@@ -123,7 +141,7 @@ def test_benchmark_runs_record_what_was_trained(bench):
     assert by[("custom", "kd", 0)]["latency_fp32_ms"] > 0 and (out / "runs" / "custom" / "kd-seed1.json").is_file()
     # logit-only KD runs read the teacher's logits from the cache; the cross-tokenizer student has its own
     # (and the ensemble its own: the combined soft targets)
-    assert len(list((out / "teacher_cache").iterdir())) == 3
+    assert len(list((out / "teacher_cache").iterdir())) == 4  # and the trimmed student's rows
 
 
 def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):

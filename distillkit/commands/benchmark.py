@@ -40,6 +40,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from distillkit import parse_args
 from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency_ms
+from distillkit.checks import check_trim
 from distillkit.cli import text_table
 from distillkit.config import INTERMEDIATE_WEIGHTS
 from distillkit.data import get_task, load_task_data, member_prefix, resolve_columns, same_tokenizer, tokenize_dataset
@@ -51,6 +52,7 @@ from distillkit.metrics import build_compute_metrics
 from distillkit.pipeline import evaluate_model, make_student, pick_student_tokenizer
 from distillkit.resilience import TrainingClock, atomic_write_text, latest_checkpoint
 from distillkit.students.prune import prune_on_data
+from distillkit.students.vocab import trim_embeddings, trim_vocabulary
 from distillkit.trainer import DistillTrainer
 
 from . import invocation
@@ -175,6 +177,7 @@ class Bench:
             self.validation = self.validation.select(range(min(cli.max_eval_samples, len(self.validation))))
         self.probe = [str(t) for t in self.validation[self.text_column][:LATENCY_PROBE]]
         self.data_cache: dict[Any, Any] = {}
+        self.trimmed_tokenizers: dict[tuple[int, ...], Any] = {}  # --trim_vocab: kept ids -> tokenizer
         self.extra_teachers: dict[str, dict[str, Any]] = {}  # the records of ensembles' other teachers
         self.compute_metrics = build_compute_metrics(2, self.task.metrics, self.task.name)
 
@@ -278,6 +281,18 @@ class Bench:
         if members and cross:
             raise ValueError(f"{spec['name']}: an ensemble's student must share the plan teacher's tokenizer here.")
         own = {member_prefix(i + 2): tok for i, (_, tok) in enumerate(members) if not same_tokenizer(tok, student_tok)}
+        extra = None  # the text only the teacher labels (distilled runs)
+        if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
+            extra = self.extra_text(data_args, spec, teacher, teacher_tok)
+        trimmed = None
+        if model_args.trim_vocab:  # the teacher's vocabulary cut to this run's training text
+            check_trim(model_args, args, bool(members), cross)
+            texts = [str(t) for t in self.subset(spec["train_samples"])[self.text_column]]
+            texts += [str(t) for t in extra[self.text_column]] if extra is not None else []
+            trimmed = trim_vocabulary(teacher_tok, texts, None, model_args.trim_vocab_min_count)
+            # one tokenizer object per vocabulary: the tokenized data below is cached by its identity
+            trimmed.tokenizer = self.trimmed_tokenizers.setdefault(tuple(trimmed.kept_ids), trimmed.tokenizer)
+            student_tok, cross = trimmed.tokenizer, True
         key = (spec["train_samples"], id(student_tok), tuple(own))
         if key not in self.data_cache:
             splits = DatasetDict(train=self.subset(spec["train_samples"]), validation=self.validation)
@@ -287,8 +302,8 @@ class Bench:
             self.data_cache[key] = tokenize_dataset(splits, student_tok, **self.encode_args(teacher),
                                                     teacher_tokenizer=columns)  # fmt: skip
         train, val = self.data_cache[key]["train"], self.data_cache[key]["validation"]
-        if variant == "kd" and (data_args.augment or data_args.unlabeled_file):
-            train = self.with_extra_rows(train, data_args, spec, teacher, teacher_tok, student_tok if cross else None)
+        if extra is not None:
+            train = self.with_extra_rows(train, extra, teacher, teacher_tok, student_tok if cross else None)
         if variant == "kd" and (args.intermediate_epochs or not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS)):
             # logit-only distillation (and stage 2 of the two-stage schedule) reads the teacher's logits from a cache
             # shared by the runs on the same data
@@ -304,6 +319,8 @@ class Bench:
                 model_args.prune_samples,
                 layers_by=model_args.prune_layers,
             )
+        if trimmed is not None:
+            student = trim_embeddings(student, trimmed.kept_ids)
         # where the student starts: a pruned student should start far above chance, a random one at it
         init_accuracy = evaluate_model(student, student_tok, val, args, self.compute_metrics)["eval_accuracy"]
         if members:  # [the plan's teacher, the extra ones]; each extra one reads its own columns where it must
@@ -355,6 +372,7 @@ class Bench:
             "machine": machine(),
             "losses": trainer.loss_weights,
             "cross_tokenizer": cross,
+            "vocabulary": trimmed.report() if trimmed is not None else None,
             "initialisation": getattr(student, "distillkit_init_notes", []),
             **self.latencies(trainer.model, student_tok),
         }
@@ -366,15 +384,20 @@ class Bench:
         gc.collect()
         return record
 
-    def with_extra_rows(self, train: Any, data_args: Any, spec: dict, teacher: Any, teacher_tok: Any, student_tok: Any):
-        """The training rows plus unlabeled / augmented text that only the teacher labels. Augmentation seed 0 for
-        every seed: the runs share the augmented text and its teacher cache, and differ in the student's seed."""
+    def extra_text(self, data_args: Any, spec: dict, teacher: Any, teacher_tok: Any) -> Any:
+        """The unlabeled / augmented text that only the teacher labels. Augmentation seed 0 for every seed: the runs
+        share the augmented text and its teacher cache, and differ in the student's seed."""
         unlabeled = (load_unlabeled(data_args.unlabeled_file, self.text_column) if data_args.unlabeled_file
                      else None)  # fmt: skip
-        extra, counts = extra_rows(data_args, unlabeled, self.subset(spec["train_samples"]), teacher, teacher_tok,
-                                   self.text_column, None, 0, str(self.out / "augment"))  # fmt: skip
-        logger.info("%s: %d labelled rows + %s labelled by the teacher", spec["name"], len(train), counts)
-        # cross-tokenizer (student_tok given): each model reads its own tokenization of the new text
+        labelled = self.subset(spec["train_samples"])
+        extra, counts = extra_rows(data_args, unlabeled, labelled, teacher, teacher_tok, self.text_column, None, 0,
+                                   str(self.out / "augment"))  # fmt: skip
+        logger.info("%s: %d labelled rows + %s labelled by the teacher", spec["name"], len(labelled), counts)
+        return extra
+
+    def with_extra_rows(self, train: Any, extra: Any, teacher: Any, teacher_tok: Any, student_tok: Any) -> Any:
+        """The training rows plus the `extra_text` rows, tokenized like them (no gold label).
+        Cross-tokenizer (student_tok given): each model reads its own tokenization of the new text."""
         cross = student_tok is not None
         return with_teacher_only_rows(train, extra, student_tok if cross else teacher_tok, self.encode_args(teacher),
                                       teacher_tok if cross else None)  # fmt: skip

@@ -1,0 +1,129 @@
+"""Vocabulary trimming: the student keeps the tokens its training text uses, with a tokenizer to match."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerFast
+
+from distillkit import parse_args
+from distillkit.pipeline import run
+from distillkit.students.vocab import trim_embeddings, trim_vocabulary
+
+from .conftest import KEYWORDS, SPECIALS, VOCAB, WORDS, tiny_bert
+
+USED = WORDS[:25]  # the training text below uses these words only (w25..w39 never occur)
+
+
+def sentences(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Keyword-rule sentences from the first 25 words alone."""
+    g = torch.Generator().manual_seed(seed)
+    texts = [" ".join(USED[i] for i in torch.randint(len(USED), (int(k),), generator=g))
+             for k in torch.randint(3, 9, (n,), generator=g)]  # fmt: skip
+    return texts, [int(any(w in KEYWORDS for w in t.split())) for t in texts]
+
+
+# a WordPiece vocabulary with single characters, so that a word the trimmed vocabulary lost still tokenizes
+PIECES = SPECIALS + ["a", "b", "c", "##a", "##b", "##c", "ab", "ba", "cab", "##ab"]
+
+
+def test_trimmed_tokenizer_keeps_used_tokens_characters_and_specials_in_their_old_order():
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(PIECES)}, do_lower_case=True)
+    trimmed = trim_vocabulary(tokenizer, ["ba ba", "ba"])
+    kept = [PIECES[i] for i in trimmed.kept_ids]
+    assert kept == SPECIALS + ["a", "b", "c", "##a", "##b", "##c", "ba"]  # not ab, cab, ##ab: unused
+    new = trimmed.tokenizer
+    assert len(new) == len(kept)
+    assert new("ba")["input_ids"] == [kept.index("[CLS]"), kept.index("ba"), kept.index("[SEP]")]
+    # a word whose pieces were dropped falls back to characters, not to [UNK]
+    assert new.convert_ids_to_tokens(new("cab")["input_ids"]) == ["[CLS]", "c", "##a", "##b", "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(tokenizer("cab")["input_ids"]) == ["[CLS]", "cab", "[SEP]"]
+    assert new.pad_token_id == kept.index("[PAD]") and new.unk_token_id == kept.index("[UNK]")
+
+
+def test_min_count_drops_rare_tokens_and_must_be_positive(tokenizer):
+    texts = ["w1 w1 w2", "w1 w3"]
+    assert {VOCAB[i] for i in trim_vocabulary(tokenizer, texts).kept_ids} == set(SPECIALS) | {"w1", "w2", "w3"}
+    assert {VOCAB[i] for i in trim_vocabulary(tokenizer, texts, min_count=2).kept_ids} == set(SPECIALS) | {"w1"}
+    with pytest.raises(ValueError, match="at least 1"):
+        trim_vocabulary(tokenizer, texts, min_count=0)
+
+
+def test_a_trimmed_student_computes_what_the_untrimmed_one_did(tokenizer):
+    texts, _ = sentences(50, seed=5)
+    trimmed = trim_vocabulary(tokenizer, texts)
+    assert len(trimmed.kept_ids) == len(SPECIALS) + len(USED)
+    model = tiny_bert(seed=3).eval()
+    before = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    trim_embeddings(model, trimmed.kept_ids)
+    assert model.get_input_embeddings().num_embeddings == model.config.vocab_size == len(trimmed.kept_ids)
+    after = model(**trimmed.tokenizer(texts, padding=True, return_tensors="pt")).logits
+    torch.testing.assert_close(after, before)
+    assert "vocabulary trimmed" in model.distillkit_init_notes[-1]
+
+
+def test_unigram_tokenizers_are_trimmed_too():
+    pieces = [("<unk>", 0.0), ("<pad>", 0.0), ("▁", -2.0), ("▁a", -1.0), ("▁ab", -1.5), ("b", -2.5), ("a", -2.5),
+              ("▁b", -1.2), ("c", -3.0), ("▁c", -2.0), ("▁cab", -1.0)]  # fmt: skip
+    backend = Tokenizer(models.Unigram(pieces, unk_id=0, byte_fallback=False))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+    trimmed = trim_vocabulary(tokenizer, ["ab a", "a"])
+    kept = [pieces[i][0] for i in trimmed.kept_ids]
+    assert "▁ab" in kept and "▁cab" not in kept and "c" in kept  # used, unused, a single character
+    new = trimmed.tokenizer
+    assert new.convert_ids_to_tokens(new("ab a")["input_ids"]) == ["▁ab", "▁a"]
+    assert new.unk_token_id == kept.index("<unk>")
+    assert "<unk>" not in new.convert_ids_to_tokens(new("cab")["input_ids"])  # pieces, not unknown
+
+
+def test_byte_level_bpe_is_refused_with_the_alternative():
+    backend = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2, "<pad>": 3}, [("a", "b")]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    with pytest.raises(ValueError, match="embedding_size"):
+        trim_vocabulary(tokenizer, ["ab"])
+
+
+def _flags(tmp_path, teacher_dir, *more):
+    texts, labels = sentences(120, seed=8)
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    return [
+        "--teacher", str(teacher_dir), "--student", "tiny", "--hidden_size", "32", "--num_heads", "2",
+        "--train_file", str(train), "--validation_file", str(train), "--output_dir", str(tmp_path / "out"),
+        "--report_to", "none", "--use_cpu", "true", "--max_steps", "4", "--per_device_train_batch_size", "16",
+        "--trim_vocab", "true", *more,
+    ]  # fmt: skip
+
+
+def test_pipeline_saves_a_trimmed_student_that_loads_with_plain_transformers(tmp_path, trained_teacher_dir):
+    result = run(*parse_args(_flags(tmp_path, trained_teacher_dir)), command=["test"])
+    assert "eval_accuracy" in result.metrics
+    out = tmp_path / "out"
+    script = (
+        "import sys; from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
+        f"m = AutoModelForSequenceClassification.from_pretrained({str(out)!r}); t = AutoTokenizer.from_pretrained("
+        f"{str(out)!r})\nprint(m.config.vocab_size, len(t), m(**t(['w1 w2 w39'], return_tensors='pt')).logits.shape)"
+    )
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    vocab_size, tokenizer_size, shape = printed.split(maxsplit=2)
+    assert int(vocab_size) == int(tokenizer_size) == len(SPECIALS) + len(USED)
+    assert shape.strip() == "torch.Size([1, 2])"  # w39, never seen in training, reads as [UNK]
+    assert set(AutoTokenizer.from_pretrained(out).get_vocab()) == set(SPECIALS) | set(USED)
+    assert json.loads((out / "data_report.json").read_text())["vocabulary"]["vocab_size"] == len(SPECIALS) + 25
+
+
+def test_pipeline_refuses_trimming_with_intermediate_losses_before_writing(tmp_path, trained_teacher_dir):
+    with pytest.raises(ValueError, match="--hidden_weight 0"):
+        run(*parse_args(_flags(tmp_path, trained_teacher_dir, "--hidden_weight", "1")), command=["test"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_min_count_below_one_is_refused_at_parse_time(tmp_path, trained_teacher_dir):
+    with pytest.raises(ValueError, match="trim_vocab_min_count must be >= 1"):
+        parse_args(_flags(tmp_path, trained_teacher_dir, "--trim_vocab_min_count", "0"))
