@@ -116,6 +116,7 @@ def test_pipeline_saves_a_trimmed_student_that_loads_with_plain_transformers(tmp
     assert shape.strip() == "torch.Size([1, 2])"  # w39, never seen in training, reads as [UNK]
     assert set(AutoTokenizer.from_pretrained(out).get_vocab()) == set(SPECIALS) | set(USED)
     assert json.loads((out / "data_report.json").read_text())["vocabulary"]["vocab_size"] == len(SPECIALS) + 25
+    assert f"| vocabulary (tokens) | {len(VOCAB)} | {len(SPECIALS) + 25} |" in (out / "README.md").read_text()
 
 
 def test_pipeline_refuses_trimming_with_intermediate_losses_before_writing(tmp_path, trained_teacher_dir):

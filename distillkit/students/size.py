@@ -46,6 +46,7 @@ def size_report(model: nn.Module, seq_len: int = 128) -> dict[str, Any]:
         "intermediate_size": inner,
         "attention_heads": config.num_attention_heads,
         "embedding_size": embedding_size if embedding_size is not None else hidden,
+        "vocab_size": getattr(config, "vocab_size", None),
         "layer_groups": getattr(config, "num_hidden_groups", layers),
         "parameters": total,
         "non_embedding_parameters": total - _embedding_parameters(model),
