@@ -55,7 +55,8 @@ def bench(tmp_path_factory):
             {"name": "pruned", "recipe": "custom.yaml", "flags": {"student": "pruned", "intermediate_size": 32}},
             # its vocabulary trimmed to the training text's (augmented copies included), against pruned's baseline
             {"name": "trimmed", "recipe": "custom.yaml", "baseline": "pruned",
-             "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "augment": 1}},
+             "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "augment": 1,
+                       "trim_vocab_min_count": 55}},
             # a second teacher that tokenizes differently (and already has its head: no teacher stage)
             {"name": "ensemble", "recipe": "custom.yaml", "extra_teachers": ["hub-org/pretrained-student"],
              "baseline": "custom"},
@@ -132,6 +133,7 @@ def test_benchmark_runs_record_what_was_trained(bench):
     assert trimmed["train_examples"] > 200 and trimmed["cross_tokenizer"]
     saved = trimmed_model_and_tokenizer(out / "runs" / "trimmed" / "kd-seed0")
     assert saved == (trimmed["vocabulary"]["vocab_size"],) * 2 and trimmed["vocabulary"]["original_vocab_size"] == 45
+    assert 5 < saved[0] < 45  # the words seen fewer than 55 times are gone
     assert "vocabulary trimmed" in trimmed["initialisation"][-1] and trimmed["pruned"] is not None
     two_stage = by[("two-stage", "kd", 0)]  # stage 1: one epoch of 200 rows in batches of 16, then the 4 steps
     assert two_stage["steps"] == 13 + 4 and two_stage["intermediate_epochs"] == 1

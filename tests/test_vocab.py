@@ -8,10 +8,12 @@ import sys
 
 import pytest
 import torch
+from datasets import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerFast
 
 from distillkit import parse_args
+from distillkit.data import teacher_view, tokenize_dataset
 from distillkit.pipeline import run
 from distillkit.students.vocab import trim_embeddings, trim_vocabulary
 
@@ -87,6 +89,18 @@ def test_byte_level_bpe_is_refused_with_the_alternative():
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
     with pytest.raises(ValueError, match="embedding_size"):
         trim_vocabulary(tokenizer, ["ab"])
+
+
+def test_the_teachers_view_of_trimmed_rows_is_its_own_tokenization(tokenizer):
+    texts = [" ".join(WORDS[20 + (i * 7 + j) % 20] for j in range(5)) for i in range(20)]  # w20..w39: ids move down
+    raw = Dataset.from_dict({"sentence": texts, "label": [i % 2 for i in range(20)]})
+    both = tokenize_dataset(raw, trim_vocabulary(tokenizer, texts).tokenizer, teacher_tokenizer=tokenizer)
+    assert both["input_ids"] != tokenizer(texts)["input_ids"]  # the student's ids are renumbered
+    view = teacher_view(both)
+    assert set(view.column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    assert view["input_ids"] == tokenizer(texts)["input_ids"] and view["labels"] == raw["label"]
+    plain = tokenize_dataset(raw, tokenizer)
+    assert teacher_view(plain) is plain  # data of one tokenization is returned as it is
 
 
 def _flags(tmp_path, teacher_dir, *more):

@@ -43,7 +43,15 @@ from distillkit.benchmark import batches, dir_size_mb, latency_ms, model_latency
 from distillkit.checks import check_trim
 from distillkit.cli import text_table
 from distillkit.config import INTERMEDIATE_WEIGHTS
-from distillkit.data import get_task, load_task_data, member_prefix, resolve_columns, same_tokenizer, tokenize_dataset
+from distillkit.data import (
+    get_task,
+    load_task_data,
+    member_prefix,
+    resolve_columns,
+    same_tokenizer,
+    teacher_view,
+    tokenize_dataset,
+)
 from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
 from distillkit.ensemble import evaluate_ensemble
 from distillkit.export import export_int8, export_onnx
@@ -314,7 +322,7 @@ class Bench:
             student, pruned = prune_on_data(
                 teacher,
                 student,
-                train,
+                teacher_view(train) if cross else train,  # a trimmed vocabulary's rows carry the teacher's ids too
                 DataCollatorWithPadding(teacher_tok),
                 model_args.prune_samples,
                 layers_by=model_args.prune_layers,

@@ -12,6 +12,7 @@ from .tasks import (
     resolve_columns,
     same_tokenizer,
     teacher_part,
+    teacher_view,
     tokenize_dataset,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "same_tokenizer",
     "member_prefix",
     "teacher_part",
+    "teacher_view",
     "tokenize_dataset",
 ]

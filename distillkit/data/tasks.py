@@ -129,6 +129,17 @@ def teacher_part(features: dict[str, Any], prefix: str = TEACHER_PREFIX) -> dict
     return {k[len(prefix) :]: v for k, v in features.items() if k.startswith(prefix)}
 
 
+def teacher_view(dataset: Dataset, prefix: str = TEACHER_PREFIX) -> Dataset:
+    """A dataset tokenized for cross-tokenizer distillation, as its teacher reads it: the teacher's `input_ids`,
+    `attention_mask` (and `token_type_ids`) under their plain names, with the labels; other data is returned as is."""
+    own = {c: c[len(prefix) :] for c in dataset.column_names if c.startswith(prefix)}
+    own = {c: name for c, name in own.items() if name in ("input_ids", "attention_mask", "token_type_ids")}
+    if not own:
+        return dataset
+    keep = [*own, *(["labels"] if "labels" in dataset.column_names else [])]
+    return dataset.select_columns(keep).rename_columns(own)
+
+
 def same_tokenizer(a: Any, b: Any) -> bool:
     """Whether two tokenizers map text to the same ids (same vocabulary and special tokens)."""
     if a is b:
