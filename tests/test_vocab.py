@@ -142,3 +142,13 @@ def test_pipeline_refuses_trimming_with_intermediate_losses_before_writing(tmp_p
 def test_min_count_below_one_is_refused_at_parse_time(tmp_path, trained_teacher_dir):
     with pytest.raises(ValueError, match="trim_vocab_min_count must be >= 1"):
         parse_args(_flags(tmp_path, trained_teacher_dir, "--trim_vocab_min_count", "0"))
+
+
+def test_published_records_name_the_trimmed_vocabulary():
+    from distillkit.commands.results import records
+
+    run = {"name": "s", "variant": "kd", "seed": 0, "accuracy": 0.8, "vocabulary": {"vocab_size": 123}}
+    row = {"name": "s", "variant": "kd", "parameters": 10, "accuracy": 0.8, "retained": 0.9}
+    result = {"teacher": {}, "runs": [run, {**run, "name": "u", "vocabulary": None}],
+              "rows": [row, {**row, "name": "u"}]}  # fmt: skip
+    assert [r["vocab_size"] for r in records(result)] == [123, None]

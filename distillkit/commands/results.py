@@ -64,6 +64,8 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
             "train_s_per_seed": [r.get("train_s") for r in group],
             "machine": next((r["machine"] for r in group if r.get("machine")), row.get("machine")),
             "anchor": row.get("anchor"),
+            # a trimmed vocabulary (--trim_vocab): the tokens the student kept
+            "vocab_size": next((r["vocabulary"]["vocab_size"] for r in group if r.get("vocabulary")), None),
         }
         out.append(record)
     return out
