@@ -33,7 +33,7 @@ from .checks import (
 from .cli import invocation
 from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
 from .data import Task, get_task, load_task_data, member_prefix, resolve_columns, tokenize_dataset
-from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, texts_of, with_teacher_only_rows
+from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
 from .finetune import finetune_teacher
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, push_student, score_items, teacher_scores_line, write_card
 from .metrics import build_compute_metrics, evaluate_model
@@ -201,10 +201,7 @@ def run(
     trimmed = None
     if model_args.trim_vocab:  # the student's own tokenizer: the teacher's, cut to the training text's tokens
         check_trim(model_args, args, ensemble, cross)
-        texts, pairs = texts_of(raw["train"], text_column, pair_column)
-        if extra is not None:
-            more, more_pairs = texts_of(extra, text_column, pair_column)
-            texts, pairs = texts + more, (pairs + more_pairs if pairs is not None else None)
+        texts, pairs = training_texts(raw["train"], extra, text_column, pair_column)
         trimmed = trim_vocabulary(tokenizer, texts, pairs, model_args.trim_vocab_min_count)
         student_tokenizer, cross, own_columns = trimmed.tokenizer, True, tokenizer
         data_report["vocabulary"] = trimmed.report()

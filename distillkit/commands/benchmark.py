@@ -52,7 +52,7 @@ from distillkit.data import (
     teacher_view,
     tokenize_dataset,
 )
-from distillkit.data.unlabeled import extra_rows, load_unlabeled, with_teacher_only_rows
+from distillkit.data.unlabeled import extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
 from distillkit.ensemble import evaluate_ensemble
 from distillkit.export import export_int8, export_onnx
 from distillkit.finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
@@ -295,8 +295,7 @@ class Bench:
         trimmed = None
         if model_args.trim_vocab:  # the teacher's vocabulary cut to this run's training text
             check_trim(model_args, args, bool(members), cross)
-            texts = [str(t) for t in self.subset(spec["train_samples"])[self.text_column]]
-            texts += [str(t) for t in extra[self.text_column]] if extra is not None else []
+            texts, _ = training_texts(self.subset(spec["train_samples"]), extra, self.text_column, None)
             trimmed = trim_vocabulary(teacher_tok, texts, None, model_args.trim_vocab_min_count)
             # one tokenizer object per vocabulary: the tokenized data below is cached by its identity
             trimmed.tokenizer = self.trimmed_tokenizers.setdefault(tuple(trimmed.kept_ids), trimmed.tokenizer)

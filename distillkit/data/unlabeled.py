@@ -77,6 +77,17 @@ def texts_of(dataset: Dataset, text_column: str, pair_column: str | None) -> tup
     return texts, ([str(t) for t in dataset[pair_column]] if pair_column else None)
 
 
+def training_texts(
+    train_raw: Dataset, extra: Dataset | None, text_column: str, pair_column: str | None
+) -> tuple[list[str], list[str] | None]:
+    """Every text the student trains on: the labelled rows', then those of the rows only the teacher labels."""
+    texts, pairs = texts_of(train_raw, text_column, pair_column)
+    if extra is None:
+        return texts, pairs
+    more, more_pairs = texts_of(extra, text_column, pair_column)
+    return texts + more, (pairs + more_pairs if pairs is not None and more_pairs is not None else None)
+
+
 def augment_cache_dir(teacher_cache: str | None) -> str:
     """Where augmented texts are cached: beside the teacher cache, else DISTILLKIT_CACHE or ~/.cache/distillkit."""
     if teacher_cache:

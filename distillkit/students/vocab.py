@@ -43,9 +43,6 @@ class TrimmedVocabulary:
     min_count: int
     texts: int
 
-    def old_to_new(self) -> dict[int, int]:
-        return {old: new for new, old in enumerate(self.kept_ids)}
-
     def report(self) -> dict[str, Any]:
         return {"vocab_size": len(self.kept_ids), "original_vocab_size": self.old_size,
                 "min_count": self.min_count, "counted_texts": self.texts}  # fmt: skip
@@ -181,8 +178,9 @@ def trim_vocabulary(
         keep |= set(range(tokenizer.pad_token_id + 1))
     kept = sorted(i for i in keep if 0 <= i < old_size)
     new_id = {old: new for new, old in enumerate(kept)}
-    outside = [i for i in kept if i not in set(vocab.values())]  # added tokens beyond the model's vocabulary
-    if outside and min(outside) < max(vocab.values()):
+    in_vocab = set(vocab.values())
+    outside = [i for i in kept if i not in in_vocab]  # added tokens beyond the model's vocabulary
+    if outside and min(outside) < max(in_vocab):
         raise ValueError("the tokenizer has added tokens inside its vocabulary's id range: it cannot be trimmed.")
     new = _rebuild(tokenizer, _trimmed_json(spec, kept, new_id), new_id)
     _check_same_tokens(tokenizer, new, new_id, texts, pairs, check_texts)
