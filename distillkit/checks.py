@@ -1,6 +1,7 @@
 """Checks made before the first training step, for what would otherwise fail or mislead after the training time is
 spent: evaluation without data, logging integrations that are not installed, inputs longer than a model's positions,
-a "student" larger than its teacher; and, after evaluation, models that learned nothing but the majority class."""
+a "student" larger than its teacher, features that need each other. Checks of a task's labels and predictions live
+in its task type (`tasks/`)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ _INTEGRATIONS: dict[str, tuple[Callable[[], bool], str]] = {
 }
 
 DEFAULT_LOGGING_STEPS = 500  # TrainingArguments' own default
-ONE_CLASS_SHARE = 0.95  # a model that gives one answer to more than this share of the validation rows is flagged
 
 
 def check_report_to(report_to: list[str] | str | None) -> None:
@@ -123,44 +123,6 @@ def total_steps(args: Any, rows: int, per_device_batch: int, epochs: float, max_
         return int(max_steps)
     batch = per_device_batch * max(1, args.world_size) * args.gradient_accumulation_steps
     return max(1, math.ceil(epochs * math.ceil(rows / batch)))
-
-
-def labels_in_use(labels: list[Any], num_labels: int, id2label: dict[int, str]) -> None:
-    """One line when the data uses fewer of the teacher's classes than it has (it trains as usual)."""
-    if num_labels < 2:
-        return
-    used = sorted({int(y) for y in labels if y is not None and int(y) >= 0})
-    if len(used) < num_labels:
-        names = [id2label.get(i, str(i)) for i in used]
-        logger.warning("the training data uses %d of the teacher's %d labels (%s)", len(used), num_labels, names)
-
-
-def one_class_note(who: str, summary: dict[str, float]) -> str | None:
-    """A warning when a model gives one class to more than 95% of the validation rows, else None."""
-    share = summary.get("top_prediction_share")
-    if share is None or share <= ONE_CLASS_SHARE:
-        return None
-    note = (
-        f"the {who} predicts one class for {100 * share:.1f}% of the validation rows (the majority class is "
-        f"{100 * summary['majority_rate']:.1f}% of them): it has learned little beyond the most frequent answer"
-    )
-    logger.warning(note)
-    return note
-
-
-def check_teacher(summary: dict[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
-    """Stop before distillation when the fine-tuned teacher is no better than the majority class."""
-    if not summary:
-        return []  # regression, or no validation data
-    if summary["accuracy"] <= summary["majority_rate"] and not allow_weak:
-        raise ValueError(
-            f"the fine-tuned teacher scores {summary['accuracy']:.4f} accuracy on the validation data, no better "
-            f"than always answering the majority class ({summary['majority_rate']:.4f}): distilling it would teach "
-            "the student nothing. Train the teacher longer (--teacher_num_train_epochs, --teacher_min_steps) or with "
-            f"a higher --teacher_learning_rate, or pass --allow_weak_teacher to go on (teacher: {teacher_dir})."
-        )
-    note = one_class_note("teacher", summary)
-    return [note] if note else []
 
 
 def check_trim(model_args: Any, args: Any, ensemble: bool, cross: bool) -> None:

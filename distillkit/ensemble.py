@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 ENSEMBLE_MODES = ("probs", "logits")
 
@@ -100,19 +99,16 @@ class TeacherEnsemble:
     def set_outputs(self, hidden_states: bool, attentions: bool) -> None:
         self.teachers[self.intermediate].set_outputs(hidden_states, attentions)
 
-    def __call__(self, inputs: dict[str, Any]) -> SequenceClassifierOutput:
+    def __call__(self, inputs: dict[str, Any]) -> Any:
         outputs = [
             teacher(inputs) if w > 0 or i == self.intermediate else None
             for i, (teacher, w) in enumerate(zip(self.teachers, self.weights))
         ]
         used = [(o.logits, w) for o, w in zip(outputs, self.weights) if o is not None and w > 0]
         logits = combine([z for z, _ in used], [w for _, w in used], self.temperature, self.mode)
-        main = outputs[self.intermediate]
-        return SequenceClassifierOutput(
-            logits=logits.to(main.logits.device),
-            hidden_states=getattr(main, "hidden_states", None),
-            attentions=getattr(main, "attentions", None),
-        )
+        main = outputs[self.intermediate]  # its own output class (the task's), with the mixed logits
+        main.logits = logits.to(main.logits.device)
+        return main
 
 
 def ensemble_members(
@@ -120,7 +116,7 @@ def ensemble_members(
 ) -> tuple[list[Any], list[Any], list[float], int]:
     """Check an ensemble given to `DistillTrainer(teacher=[...])`: (models, per-teacher tokenizer or None when it
     reads the student's tokenization, normalised weights, index of the intermediate teacher)."""
-    from .teacher import Teacher
+    from .frozen_teacher import Teacher
 
     if not members:
         raise ValueError("teacher=[] names no teacher: give one model, or a list of them.")

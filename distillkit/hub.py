@@ -86,9 +86,10 @@ def card_data(info: dict[str, Any]) -> ModelCardData:
     """The YAML metadata: library, base model (the teacher), dataset, model-index results, tags, license."""
     task = info.get("task")
     dataset = hub_dataset(info)
+    pipeline_tag = info.get("pipeline_tag") or "text-classification"  # cards written before task types
     results = [
         EvalResult(
-            task_type="text-classification",
+            task_type=pipeline_tag,
             dataset_type=dataset or "custom",
             dataset_name=dataset_label(info) or "custom data",
             dataset_config=task if dataset else None,
@@ -100,7 +101,7 @@ def card_data(info: dict[str, Any]) -> ModelCardData:
     ]
     return ModelCardData(
         library_name="transformers",
-        pipeline_tag="text-classification",
+        pipeline_tag=pipeline_tag,
         base_model=info.get("base_model"),
         datasets=[dataset] if dataset else None,
         license=info.get("license"),
@@ -227,6 +228,7 @@ def card_info(
     latency: dict[str, Any] | None,
     command: list[str],
     dataset_name: str | None = None,
+    task_type: Any = None,
 ) -> dict[str, Any]:
     teacher = model_args.teacher_name or model_args.teacher
     names = getattr(model_args, "teachers", None) or [model_args.teacher]
@@ -252,6 +254,8 @@ def card_info(
         "ensemble_mode": args.ensemble_mode,
         "license": _teacher_license(model_args.teacher),
         "task": task.name if task else None,
+        "task_type": task_type.name if task_type is not None else None,
+        "pipeline_tag": task_type.pipeline_tag if task_type is not None else None,
         "dataset_name": dataset_name,
         "sizes": result.sizes,
         "latency": latency,

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .config import DataArguments, DistillConfig, ModelArguments, TeacherArguments
+from .arguments import DataArguments, ModelArguments, TeacherArguments
+from .config import DistillConfig
 
 
 def build_parser(prog: str | None = None) -> HfArgumentParser:

@@ -10,26 +10,24 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cache import INDEX_COLUMN, load_or_build
 from .collator import DistillCollator
-from .config import INTERMEDIATE_WEIGHTS, STAGES, DistillConfig
+from .config import STAGES, DistillConfig
 from .data import TEACHER_PREFIX, member_prefix
 from .ensemble import TeacherEnsemble, ensemble_identity, ensemble_members
-from .losses.layer_map import LayerMap, build_layer_map
-from .losses.registry import LossInputs, LossSpec, get_loss
-from .losses.relations import QKVCapture, find_qkv
-from .metrics import build_compute_metrics
+from .frozen_teacher import Teacher, use_eager_attention
+from .losses.registry import LossInputs
+from .losses.relations import QKVCapture
 from .progress import announce
 from .resilience import ExactResume, NonFiniteLossError, mark_complete, save_then_move
 from .stages import TwoStageSchedule
-from .teacher import Teacher, check_teacher_student, use_eager_attention
+from .tasks import TaskType, resolve_task_type
+from .trainer_checks import check_models, check_setup
 
 logger = logging.getLogger(__name__)
 
 DISTILL_MODULES_NAME = "distill_modules.safetensors"
-_LABEL_COLUMNS = ("labels", "label", "label_ids")
 
 
 class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
@@ -62,8 +60,22 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         model: PreTrainedModel | None = None,
         teacher: PreTrainedModel | Teacher | list[PreTrainedModel | Teacher] | None = None,
         args: DistillConfig | None = None,
+        task_type: str | TaskType | None = None,
         **kwargs: Any,
     ):
+        """
+        Args:
+            model: the student (any `PreTrainedModel` of the task type).
+            teacher: the frozen teacher: a model, a `Teacher`, or a list of them (an ensemble).
+            args: the `DistillConfig` (TrainingArguments plus the distillation fields).
+            task_type: the task type, by name or as a `TaskType` (`distillkit.get_task_type`); default: the one the
+                student's config names (its `architectures`), else sequence classification. It gives the default
+                `compute_metrics`, the teacher/student head check and the output of cached logits.
+            teacher_processing_class: the teacher's tokenizer when it is not the student's (cross-tokenizer
+                distillation); for an ensemble, a list with None where a teacher reads the student's tokenization.
+            **kwargs: everything `transformers.Trainer` takes (train_dataset, eval_dataset, processing_class,
+                data_collator, compute_metrics, callbacks, ...).
+        """
         if model is None or teacher is None:
             raise ValueError("DistillTrainer needs both a student (model=...) and a teacher (teacher=...).")
         if args is None:
@@ -73,13 +85,14 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
                 f"args must be a DistillConfig (got {type(args).__name__}); it carries the distillation "
                 "fields (temperature, alpha, loss weights, layer map)."
             )
+        self.task_type = resolve_task_type(task_type, model)
         teacher_tokenizer = kwargs.pop("teacher_processing_class", None)
         self.ensemble = None  # several teachers: (models, their tokenizers, weights, intermediate teacher's index)
         if isinstance(teacher, (list, tuple)):
             self.ensemble = ensemble_members(teacher, teacher_tokenizer, args)
             models, tokenizers, _, main = self.ensemble
             for other, own in zip(models, tokenizers):
-                check_teacher_student(other.config, model.config, own is not None)
+                self.check_models(other.config, model.config, own is not None, self.task_type)
             teacher_model, teacher_tokenizer = models[main], tokenizers[main]
             self.cross_tokenizer = teacher_tokenizer is not None  # for the intermediate losses: the one they read
             others = {member_prefix(i + 1): tok for i, tok in enumerate(tokenizers) if tok is not None}
@@ -90,7 +103,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
             columns = getattr(kwargs.get("train_dataset"), "column_names", None) or []
             self.cross_tokenizer = teacher_tokenizer is not None or TEACHER_PREFIX + "input_ids" in columns
         self.loss_weights, self.loss_specs, self.layer_map = self.check_setup(
-            model, teacher_model.config, args, kwargs.get("train_dataset"), cross_tokenizer=self.cross_tokenizer
+            model, teacher_model.config, args, kwargs.get("train_dataset"), self.cross_tokenizer, self.task_type
         )
         if self.cross_tokenizer and kwargs.get("data_collator") is None:
             if kwargs.get("processing_class") is None or teacher_tokenizer is None:
@@ -109,7 +122,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         # alpha=0 and no other term: plain fine-tuning on the labels (a baseline), the teacher is never run
         self._needs_teacher = any(spec.needs_teacher for spec in self.loss_specs.values())
         if kwargs.get("compute_metrics") is None:
-            kwargs["compute_metrics"] = build_compute_metrics(model.config.num_labels)
+            kwargs["compute_metrics"] = self.task_type.compute_metrics(model.config)
 
         super().__init__(model=model, args=args, **kwargs)
 
@@ -169,55 +182,8 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         self.teacher.set_outputs(self._needs_hidden, self._needs_attn)
         use_eager_attention(self.model, self._needs_attn, self._student_attn)
 
-    @staticmethod
-    def check_setup(
-        model: PreTrainedModel,
-        teacher_config: Any,
-        args: DistillConfig,
-        train_dataset: Any = None,
-        cross_tokenizer: bool = False,
-    ) -> tuple[dict[str, float], dict[str, LossSpec], LayerMap]:
-        """Every check that can fail before training, without building anything: teacher / student fit, the loss
-        names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map)."""
-        check_teacher_student(teacher_config, model.config, cross_tokenizer)
-        weights = args.loss_weights()
-        specs = {name: get_loss(name) for name in weights}
-        layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
-        needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions or s.needs_qkv]
-        if cross_tokenizer and needing:
-            raise ValueError(
-                f"the teacher and the student use different tokenizers, so their token positions do not line up and "
-                f"the intermediate-layer losses {needing} cannot be computed. Set their weights to 0 "
-                f"({' '.join(f'--{w} 0' for w in INTERMEDIATE_WEIGHTS)}) to distill the logits only, or use "
-                "a student that shares the teacher's tokenizer (a preset, custom or teacher:K student)."
-            )
-        # with two stages the cache serves the prediction stage only (stage 1 runs the teacher live)
-        cached = [n for n in needing if args.intermediate_epochs == 0 or n in args.loss_weights("prediction")]
-        if args.teacher_cache and cached:
-            raise ValueError(
-                f"--teacher_cache holds the teacher's logits only, but the losses {cached} need its hidden states "
-                "or attention maps; turn those losses off, train without the cache, or train them in stage 1 of "
-                "the two-stage schedule (--intermediate_epochs E)."
-            )
-        if "minilm" in specs:
-            heads = args.minilm_heads or model.config.num_attention_heads
-            widths = {"student": model.config.hidden_size, "teacher": teacher_config.hidden_size}
-            if any(w % heads for w in widths.values()):
-                raise ValueError(
-                    f"minilm_heads={heads} must divide both widths {widths}: the relations re-split Q, K and V into "
-                    "that many heads. Set --minilm_heads to a common divisor."
-                )
-            args.minilm_heads = heads
-            find_qkv(model)  # an architecture without query / key / value projections is refused here
-        needs_labels = [name for name, spec in specs.items() if spec.needs_labels]
-        columns = getattr(train_dataset, "column_names", None)
-        if needs_labels and columns is not None and not any(c in columns for c in _LABEL_COLUMNS):
-            raise ValueError(
-                f"the losses {needs_labels} need gold labels, but the training data has no label column (columns: "
-                f"{columns}). Add a 'labels' column (--label_column NAME) or distill from the teacher alone with "
-                "alpha=1.0."
-            )
-        return weights, specs, layer_map
+    check_setup = staticmethod(check_setup)  # every check that can fail before training (trainer_checks.py)
+    check_models = staticmethod(check_models)
 
     # ---- the hooks -----------------------------------------------------------------------------------------------
 
@@ -226,7 +192,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         Training batches read the logits from the teacher cache when there is one."""
         index = inputs.get(INDEX_COLUMN)
         if index is not None and self._cached_logits is not None and self._stage != "intermediate":
-            return SequenceClassifierOutput(logits=self._cached_logits[index.cpu()].to(self.args.device))
+            return self.task_type.output_from_logits(self._cached_logits[index.cpu()].to(self.args.device))
         return self.teacher(inputs)
 
     def compute_distill_loss(

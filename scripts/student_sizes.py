@@ -15,7 +15,8 @@ import json
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from distillkit.students import PRESETS, build_student, format_size_table, size_report
+from distillkit import build_student
+from distillkit.students import PRESETS, format_size_table, size_report
 
 VARIANTS = {
     "plain": {},

@@ -15,10 +15,13 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from distillkit import DistillConfig, DistillTrainer, build_student, parse_args
 from distillkit.collator import DistillCollator
 from distillkit.data import same_tokenizer, tokenize_dataset
-from distillkit.pipeline import run
+from distillkit.recipe import run
 from distillkit.students.build import albertize
+from distillkit.tasks import get_task_type
 
 from .conftest import SPECIALS, WORDS, rule_sentences, tiny_bert
+
+SEQ_CLS = get_task_type("sequence-classification")
 
 # the student's vocabulary: other ids for every token, and w10..w19 only as two word pieces ("w1" + "##0" ...)
 STUDENT_VOCAB = ["[UNK]", "[PAD]", "[SEP]", "[CLS]", "[MASK]"] + [w for w in reversed(WORDS) if not w.startswith("w1")]
@@ -156,7 +159,7 @@ def test_pipeline_refuses_intermediate_losses_across_tokenizers(tmp_path, traine
 
 def test_albertize_at_full_rank_computes_the_same_function():
     source = tiny_bert(layers=2, hidden=32, heads=2, seed=4).eval()
-    student = albertize(source, embedding_size=32).eval()
+    student = albertize(source, embedding_size=32, task_type=SEQ_CLS).eval()
     ids = torch.randint(len(SPECIALS), 40, (3, 9))
     with torch.no_grad():
         torch.testing.assert_close(student(input_ids=ids).logits, source(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
@@ -175,7 +178,7 @@ def test_a_pretrained_student_with_factorized_embeddings_is_smaller_and_starts_c
     with torch.no_grad():
         s_hidden = student.albert(input_ids=ids).last_hidden_state
         src_hidden = source.bert(input_ids=ids).last_hidden_state
-        random_student = albertize(source, embedding_size=8, init_from_source=False).eval()
+        random_student = albertize(source, embedding_size=8, init_from_source=False, task_type=SEQ_CLS).eval()
         r_hidden = random_student.albert(input_ids=ids).last_hidden_state
     cos = torch.nn.functional.cosine_similarity(s_hidden, src_hidden, dim=-1).mean()
     cos_random = torch.nn.functional.cosine_similarity(r_hidden, src_hidden, dim=-1).mean()

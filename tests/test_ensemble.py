@@ -210,8 +210,8 @@ def test_teachers_with_other_label_counts_stop_the_command_before_anything_is_wr
 
 def test_an_ensemble_of_one_teacher_twice_scores_as_that_teacher(tmp_path, tokenizer, trained_teacher):
     from distillkit.ensemble import TeacherEnsemble, evaluate_ensemble
+    from distillkit.frozen_teacher import Teacher
     from distillkit.metrics import build_compute_metrics, evaluate_model
-    from distillkit.teacher import Teacher
 
     data = rule_dataset(tokenizer, 96, seed=8)
     metrics = build_compute_metrics(2)

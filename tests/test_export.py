@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from distillkit import parse_args
-from distillkit.pipeline import run
+from distillkit.recipe import run
 
 from .conftest import rule_sentences
 

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from distillkit import parse_args
 from distillkit.hub import PushError, push_student, render_card
-from distillkit.pipeline import run
+from distillkit.recipe import run
 
 from .conftest import rule_sentences
 

@@ -8,6 +8,7 @@ import torch
 from transformers import DataCollatorWithPadding, MPNetConfig, MPNetForSequenceClassification
 
 from distillkit.students.prune import PruneShape, measure_importance, parameter_count, plan, prune
+from distillkit.tasks import get_task_type
 
 from .conftest import rule_dataset, tiny_bert
 
@@ -91,7 +92,9 @@ def test_the_parameter_count_has_a_closed_form(make, kind, tokenizer):
     teacher = make()
     shape = PruneShape(2, 2, 16, 24)
     student = prune(teacher, shape, measure_importance(teacher, _batches(tokenizer, 16, 16)))
-    assert student.num_parameters() == parameter_count(teacher.config, shape, kind)
+    assert student.num_parameters() == parameter_count(
+        teacher.config, shape, get_task_type("sequence-classification"), kind
+    )
     assert (student.config.num_hidden_layers, student.config.hidden_size) == (2, 16)
     assert student.config.hidden_size // student.config.num_attention_heads == 8  # 2 heads of 8: the teacher's width
 

@@ -9,8 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification
 
-from distillkit import DistillConfig, DistillTrainer, register_loss
-from distillkit.finetune import load_teacher
+from distillkit import DistillConfig, DistillTrainer, load_teacher, register_loss
 from distillkit.losses import LOSS_REGISTRY
 from distillkit.resilience import (
     COMPLETE_MARKER,

@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AlbertConfig, AlbertForSequenceClassification, BertConfig, BertForSequenceClassification
 
+from distillkit import build_student
 from distillkit.losses import soft_target_loss
-from distillkit.students import PRESETS, build_student, size_report, spread_layers, svd_factorize
+from distillkit.students import PRESETS, size_report, spread_layers, svd_factorize
 
 V, P, TYPES, C = 1000, 128, 2, 3  # the teacher's vocabulary, positions, token types, labels
 

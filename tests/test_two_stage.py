@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from distillkit import DistillConfig, DistillTrainer
-from distillkit.teacher import Teacher
+from distillkit.frozen_teacher import Teacher
 
 from .conftest import rule_dataset, tiny_bert
 

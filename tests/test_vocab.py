@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerFast
 
 from distillkit import parse_args
 from distillkit.data import teacher_view, tokenize_dataset
-from distillkit.pipeline import run
+from distillkit.recipe import run
 from distillkit.students.vocab import trim_embeddings, trim_vocabulary
 
 from .conftest import KEYWORDS, SPECIALS, VOCAB, WORDS, tiny_bert

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..pipeline import RunResult, run
+from ..recipe import RunResult, run
 from ..recipes import parse_args
 from . import invocation
 

@@ -17,15 +17,15 @@ import os
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
 
-from distillkit.benchmark import dir_size_mb, latency_ms
 from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
-from distillkit.metrics import build_compute_metrics
+from distillkit.latency import dir_size_mb, latency_ms
 from distillkit.recipes import load_recipe
+from distillkit.tasks import resolve_task_type
 
 from . import command_name, invocation
 
@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     text, pair = resolve_columns(task, setting["text_column"], setting["text_pair_column"])
     max_len = setting["max_seq_length"] or 128
 
+    task_type = resolve_task_type(recipe.get("task_type"), AutoConfig.from_pretrained(directory))
+    task_type.check_features(["onnx_export"] if opts.onnx or opts.int8 else [])
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    student = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    auto = task_type.auto_model_class()
+    student = auto.from_pretrained(directory).eval()
     raw = load_task_data(task, None, setting["validation_file"]) if setting["validation_file"] else load_task_data(task)
     split = raw["validation"] if "validation" in raw else raw["train"]
     split = split.select(range(min(opts.max_eval_samples, len(split))))
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def encode(tok: object, model: torch.nn.Module) -> tuple[np.ndarray, list, dict[int, list]]:
         """Labels, metric batches and timing batches of the split in one model's own tokenization."""
         features = tokenize_dataset(split, tok, text, pair, setting["label_column"] or "label", max_len,
-                                    student.config.label2id, student.config.num_labels)  # fmt: skip
+                                    label_encoder=task_type.label_encoder(student.config))  # fmt: skip
         names = [n for n in input_names(model) if n in features.column_names]
         timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), tok, 1, names),
                   32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), tok, 32,
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if os.path.isdir(os.path.join(directory, "teacher")) and not opts.teacher:
         teacher_dir = os.path.join(directory, "teacher")  # the teacher as fine-tuned by the run
     if teacher_dir and os.path.isdir(teacher_dir):
-        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+        teacher = auto.from_pretrained(teacher_dir).eval()
         runners.append(torch_runner("teacher", teacher, teacher_dir))
         teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
         if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
@@ -107,14 +110,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if opts.onnx:
         runners.append(export_onnx(student, example, os.path.join(directory, "onnx")))
 
-    compute = build_compute_metrics(student.config.num_labels, task.metrics if task else None)
+    compute = task_type.compute_metrics(student.config, task.metrics if task else None)
     reference = None
     rows = []
     for runner in runners:
         batches, timed = inputs.get(runner.name, (eval_batches, timing))
         logits = np.concatenate([runner.predict(b) for b in batches])
         metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
-        preds = logits.reshape(-1) if student.config.num_labels == 1 else logits.argmax(-1)
+        preds = task_type.predictions(logits, student.config)
         if runner.name == "student":
             reference = preds
         metric_name, metric_value = next(iter(metrics.items()))
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         })  # fmt: skip
     for row in rows:
         preds = row.pop("preds")
-        agree = np.isclose(preds, reference, atol=0.05) if student.config.num_labels == 1 else preds == reference
-        row["agreement_with_student"] = float(np.mean(agree))
+        row["agreement_with_student"] = task_type.agreement(preds, reference, student.config)
         agreement = 100 * row["agreement_with_student"]
         row["metric_display"] = f"{row['metric_value']:.4f} (agrees with the student on {agreement:.1f}%)"
 

@@ -25,13 +25,14 @@ import shutil
 import time
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
-from distillkit.benchmark import batches, model_latency_ms, threads_note
 from distillkit.cli import text_table
-from distillkit.pipeline import run
+from distillkit.latency import batches, model_latency_ms, threads_note
+from distillkit.recipe import run
 from distillkit.recipes import parse_args
 from distillkit.students import size_report
+from distillkit.tasks import get_task_type
 
 from . import invocation
 
@@ -118,12 +119,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with open(out / "data" / "validation.jsonl", encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][: opts.latency_examples]
-    rows = []
+    rows, auto = [], get_task_type(data_args.task_type).auto_model_class()  # the run resolved its task type
     for name, directory, accuracy in (
         ("teacher (MiniLM-L6, fine-tuned)", result.teacher_dir, result.teacher_metrics.get("teacher_eval_accuracy")),
         ("student (distilled)", result.output_dir, result.metrics.get("eval_accuracy")),
     ):
-        model = AutoModelForSequenceClassification.from_pretrained(directory)
+        model = auto.from_pretrained(directory)
         report = size_report(model, data_args.max_seq_length)
         inputs = batches(AutoTokenizer.from_pretrained(directory), texts, 1, data_args.max_seq_length)
         rows.append((name, f"{report['parameters']:,}", f"{report['size_fp32_mb']:.1f}", f"{accuracy:.4f}",

@@ -1,26 +1,24 @@
-"""Data: tasks and their columns and labels, local files read exactly, tokenization for the trainer."""
+"""Data: local files read exactly, the GLUE table, encoding for the trainer, and text only the teacher labels."""
 
-from .files import FORMATS, load_files, read_delimited
-from .tasks import (
-    GLUE_TASKS,
+from .encode import (
     TEACHER_PREFIX,
-    Task,
-    get_task,
+    class_label_encoder,
     infer_labels,
-    load_task_data,
     member_prefix,
-    resolve_columns,
     same_tokenizer,
     teacher_part,
     teacher_view,
     tokenize_dataset,
 )
+from .files import FORMATS, load_files, read_delimited
+from .glue import GLUE_TASKS, Task, get_task, load_task_data, resolve_columns
 
 __all__ = [
     "FORMATS",
     "GLUE_TASKS",
     "TEACHER_PREFIX",
     "Task",
+    "class_label_encoder",
     "get_task",
     "infer_labels",
     "load_files",

@@ -12,8 +12,8 @@ from typing import Any
 
 from datasets import Dataset, Features, Value, concatenate_datasets
 
+from .encode import tokenize_dataset
 from .files import FORMATS, read_file
-from .tasks import tokenize_dataset
 
 NO_LABEL = -100
 
@@ -60,14 +60,14 @@ def with_teacher_only_rows(
     tokenizer: Any,
     encode: dict[str, Any],
     teacher_tokenizer: Any = None,
-    regression: bool = False,
+    no_label: Any = NO_LABEL,
 ) -> Dataset:
     """`train` (tokenized) followed by the raw `extra` texts, tokenized as `tokenize_dataset(..., **encode)` does
-    but without labels (with `teacher_tokenizer`, also in the teacher's own tokenization): they get no gold label
-    (when `train` has labels)."""
+    but without labels (with `teacher_tokenizer`, also in the teacher's own tokenization): they get the label
+    `no_label` (the task type's `no_label`: -100, or NaN for a regression target) when `train` has labels."""
     extra = tokenize_dataset(extra, tokenizer, **{**encode, "label_column": None}, teacher_tokenizer=teacher_tokenizer)
     if "labels" in train.column_names:
-        extra = extra.add_column("labels", [float("nan") if regression else NO_LABEL] * len(extra))
+        extra = extra.add_column("labels", [no_label] * len(extra))
     extra = extra.cast(train.features)
     return concatenate_datasets([train, extra])
 

@@ -74,7 +74,21 @@ def register_loss(
     needs_teacher: bool = True,
     needs_qkv: bool = False,
 ) -> Callable[[Callable[[LossInputs], Tensor]], Callable[[LossInputs], Tensor]]:
-    """Decorator: register `fn(inputs: LossInputs) -> scalar Tensor` under `name` (an existing name is an error)."""
+    """Decorator: register `fn(inputs: LossInputs) -> scalar Tensor` under `name` (an existing name is an error).
+
+    Args:
+        name: the loss's name, as `DistillConfig(extra_losses=["name:weight"])` takes it; logged as `loss_<name>`.
+        needs_hidden_states: the teacher and the student are asked for their hidden states.
+        needs_attentions: ... for their attention maps (both switch to eager attention while the loss is active).
+        needs_labels: the loss reads the gold labels (a batch without them is an error).
+        build_module: `(student_config, teacher_config, layer_map) -> nn.Module | None`, built once when the
+            trainer starts: learned projections, optimised with the student and saved in checkpoints only.
+        needs_teacher: False when the loss reads the student and the labels alone (the teacher is not run).
+        needs_qkv: the trainer hooks the attention projections and passes them as `LossInputs.qkv`.
+
+    Returns:
+        The decorator, which returns `fn` unchanged.
+    """
 
     def decorator(fn: Callable[[LossInputs], Tensor]) -> Callable[[LossInputs], Tensor]:
         if name in LOSS_REGISTRY:

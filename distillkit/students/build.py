@@ -1,4 +1,5 @@
-"""`build_student`: the one entry point that turns a student spec into a model with the teacher's head."""
+"""`build_student`: the one entry point that turns a student spec into a model with the teacher's head (the head
+of the task type it is handed)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,10 @@ import os
 import re
 from typing import Any
 
-from transformers import (
-    AlbertConfig,
-    AlbertForSequenceClassification,
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    BertForSequenceClassification,
-    PreTrainedModel,
-)
+from transformers import AlbertConfig, BertConfig, PreTrainedModel
 
-from ..finetune import check_weights
-from .init import cut_teacher, init_embeddings, init_head, init_shared_layers, log_notes
+from ..loading import load_student, model_class
+from .init import cut_teacher, init_embeddings, init_shared_layers, log_notes
 from .presets import KNOWN_SPECS, PRESETS, StudentShape, resolve_shape
 from .prune import PruneShape, prune
 
@@ -27,36 +20,9 @@ logger = logging.getLogger(__name__)
 MAX_POSITIONS = 512
 
 
-def _head_kwargs(teacher_config: Any) -> dict[str, Any]:
-    kwargs = {
-        "num_labels": teacher_config.num_labels,
-        "id2label": dict(teacher_config.id2label),
-        "label2id": dict(teacher_config.label2id),
-    }
-    if getattr(teacher_config, "problem_type", None):
-        kwargs["problem_type"] = teacher_config.problem_type
-    return kwargs
-
-
-def load_student(
-    name_or_path: str, teacher: PreTrainedModel, trust_remote_code: bool = False, allow_pickle: bool = False
-) -> PreTrainedModel:
-    """Load a student from a hub name or a local directory.
-
-    A checkpoint that already has a sequence-classification head keeps it (and must match the teacher's label count);
-    a bare encoder gets a fresh head with the teacher's labels.
-    """
-    check_weights(name_or_path, "student", allow_pickle)
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-    kwargs = {} if has_head else _head_kwargs(teacher.config)
-    return AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle, **kwargs
-    )
-
-
-def student_config(shape: StudentShape, teacher_config: Any) -> BertConfig | AlbertConfig:
-    """The student's config: its own shape, the teacher's vocabulary, labels, activation and usable positions."""
+def student_config(shape: StudentShape, teacher_config: Any, task_type: Any) -> BertConfig | AlbertConfig:
+    """The student's config: its own shape, the teacher's vocabulary, head fields (`task_type.head_config`),
+    activation and usable positions."""
     # RoBERTa-style teachers have 514 positions (two reserved), BERT-style students count from 0: 512 serves both
     positions = min(getattr(teacher_config, "max_position_embeddings", MAX_POSITIONS), MAX_POSITIONS)
     act = getattr(teacher_config, "hidden_act", "gelu")
@@ -71,7 +37,7 @@ def student_config(shape: StudentShape, teacher_config: Any) -> BertConfig | Alb
         hidden_act=act if isinstance(act, str) else "gelu",
         hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,
-        **_head_kwargs(teacher_config),
+        **task_type.head_config(teacher_config),
     )
     if getattr(teacher_config, "pad_token_id", None) is not None:
         common["pad_token_id"] = teacher_config.pad_token_id
@@ -96,6 +62,7 @@ def build_student(
     spec: str,
     teacher: PreTrainedModel,
     *,
+    task_type: Any,
     num_layers: int | None = None,
     hidden_size: int | None = None,
     num_heads: int | None = None,
@@ -107,21 +74,31 @@ def build_student(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
 ) -> PreTrainedModel:
-    """Build (or load) the student named by `spec`, with the teacher's vocabulary, labels and label names.
+    """Build (or load) the student named by `spec`, with the teacher's vocabulary and head.
 
-    spec:
-        "tiny" | "mini" | "small" | "medium": a preset (2x128, 4x256, 4x512, 8x512; heads = width / 64,
-            intermediate = 4 x width); num_layers / hidden_size / num_heads / intermediate_size override its fields.
-        "custom": an explicit shape from num_layers and hidden_size (and optionally heads, intermediate size).
-        "teacher:K": the teacher's own architecture and width with K of its layers.
-        anything else: a local directory or hub name to load (`load_student`).
-    share_layers / num_hidden_groups: ALBERT-style cross-layer sharing, one set of weights per group.
-    embedding_size: factorized embeddings (vocab -> embedding_size -> hidden_size), embedding_size <= hidden_size.
-    With sharing or factorization the student is an `AlbertForSequenceClassification`, else a
-    `BertForSequenceClassification`; either loads with plain transformers.
-    init_from_teacher: start from the teacher's weights where shapes allow (layers for teacher:K, embeddings by
-        truncated SVD, shared layers from teacher layers of the same width); what was done is logged and kept in
-        `model.distillkit_init_notes`.
+    `distillkit.build_student` is this function with `task_type` optional (inferred from the teacher's head).
+
+    Args:
+        spec: "tiny" | "mini" | "small" | "medium": a preset (2x128, 4x256, 4x512, 8x512; heads = width / 64,
+            intermediate = 4 x width), whose fields num_layers / hidden_size / num_heads / intermediate_size
+            override; "custom": an explicit shape from num_layers and hidden_size (and optionally heads and
+            intermediate size); "teacher:K": the teacher's own architecture and width with K of its layers;
+            "pruned": the teacher cut to the given shape (see `students/prune.py`); anything else: a local
+            directory or hub name to load.
+        teacher: the (fine-tuned) teacher model.
+        task_type: the `TaskType` whose head the student gets (`distillkit.get_task_type(name)`).
+        num_layers, hidden_size, num_heads, intermediate_size: the student's shape (override a preset's).
+        embedding_size: factorized embeddings (vocab -> embedding_size -> hidden_size), <= hidden_size.
+        share_layers: ALBERT-style cross-layer sharing; num_hidden_groups: one set of weights per group.
+        init_from_teacher: start from the teacher's weights where shapes allow (layers for teacher:K, embeddings
+            by truncated SVD, shared layers from teacher layers of the same width, the task's head); what was done
+            is logged and kept in `model.distillkit_init_notes`.
+        trust_remote_code: allow custom modelling code for a student loaded by name (off unless asked).
+        allow_pickle: load a pickle checkpoint when no safetensors exist (only for files you trust).
+
+    Returns:
+        With sharing or factorization an `Albert...` model of the task type, else a `Bert...` one (or the
+        teacher's own class for teacher:K and pruned); each loads with plain transformers.
     """
     if spec == "pruned":
         if embedding_size is not None or share_layers:
@@ -158,10 +135,11 @@ def build_student(
 
     if spec not in PRESETS and spec != "custom":
         if os.path.isdir(spec) or "/" in spec or not re.fullmatch(r"[a-z_]+", spec):
-            loaded = load_student(spec, teacher, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+            loaded = load_student(spec, teacher, task_type=task_type, trust_remote_code=trust_remote_code,
+                                  allow_pickle=allow_pickle)  # fmt: skip
             if embedding_size is None and not share_layers:
                 return loaded
-            return albertize(loaded, embedding_size, share_layers, num_hidden_groups, init_from_teacher)
+            return albertize(loaded, embedding_size, share_layers, num_hidden_groups, init_from_teacher, task_type)
         raise ValueError(f"unknown student preset {spec!r}; known: {KNOWN_SPECS}.")
 
     shape = resolve_shape(
@@ -174,25 +152,24 @@ def build_student(
         share_layers=share_layers,
         num_hidden_groups=num_hidden_groups,
     )
-    config = student_config(shape, teacher.config)
-    model_cls = AlbertForSequenceClassification if shape.is_albert else BertForSequenceClassification
-    student = model_cls(config)
+    config = student_config(shape, teacher.config, task_type)
+    student = model_class(task_type, config)(config)
     if init_from_teacher:
-        notes = _init_from(student, teacher, shape)
+        notes = _init_from(student, teacher, shape, task_type)
     else:
         notes = ["random initialisation (init_from_teacher is off)"]
     student.distillkit_init_notes = log_notes(notes)
     return student
 
 
-def _init_from(student: PreTrainedModel, source: PreTrainedModel, shape: StudentShape) -> list[str]:
-    """Start `student` from `source` where shapes allow: embeddings always (copied or by SVD); shared ALBERT layers,
-    pooler and classifier at equal width. Returns what was done."""
+def _init_from(student: PreTrainedModel, source: PreTrainedModel, shape: StudentShape, task_type: Any) -> list[str]:
+    """Start `student` from `source` where shapes allow: embeddings always (copied or by SVD); shared ALBERT layers
+    and the task's head (`task_type.init_head`) at equal width. Returns what was done."""
     notes = init_embeddings(student, source)
     if shape.is_albert and shape.hidden_size == source.config.hidden_size:
         notes += init_shared_layers(student, source)
     if shape.hidden_size == source.config.hidden_size:
-        notes += init_head(student, source)
+        notes += task_type.init_head(student, source)
     return notes
 
 
@@ -202,6 +179,7 @@ def albertize(
     share_layers: bool = False,
     num_hidden_groups: int = 1,
     init_from_source: bool = True,
+    task_type: Any = None,
 ) -> PreTrainedModel:
     """A pretrained BERT-shaped student made smaller: the same depth and width as ALBERT, with factorized embeddings
     (rank-E truncated SVD of its own word embeddings) and/or shared layer groups, started from its own weights.
@@ -225,9 +203,12 @@ def albertize(
         share_layers=share_layers,
         num_hidden_groups=num_hidden_groups,
     ).validate()
-    student = AlbertForSequenceClassification(student_config(shape, config))
+    if task_type is None:
+        raise ValueError("albertize needs the task_type whose head the student keeps (distillkit.get_task_type).")
+    albert_config = student_config(shape, config, task_type)
+    student = model_class(task_type, albert_config)(albert_config)
     notes = [f"factorized / shared copy of the pretrained {type(source).__name__}"]
-    if init_from_source:  # same width by construction: embeddings, layers, pooler and classifier all carry over
-        notes += _init_from(student, source, shape)
+    if init_from_source:  # same width by construction: embeddings, layers and the head all carry over
+        notes += _init_from(student, source, shape, task_type)
     student.distillkit_init_notes = log_notes([n.replace("teacher", "source") for n in notes])
     return student

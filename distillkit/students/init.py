@@ -192,25 +192,6 @@ def init_shared_layers(student: PreTrainedModel, teacher: PreTrainedModel) -> li
     return [f"shared layer groups initialised from teacher layers {chosen} (0-based)"]
 
 
-@torch.no_grad()
-def init_head(student: PreTrainedModel, teacher: PreTrainedModel) -> list[str]:
-    """Copy the pooler and classifier when the teacher has BERT's head shape and the widths match."""
-    t_state, s_state = teacher.state_dict(), student.state_dict()
-    pairs = {}
-    for s_key in s_state:
-        if s_key.startswith("classifier."):
-            pairs[s_key] = s_key
-        elif ".pooler." in s_key:
-            param = s_key.rsplit(".", 1)[1]
-            pairs[s_key] = next((k for k in t_state if k.endswith(f"pooler.dense.{param}")), None)
-    if not pairs or any(
-        t is None or t not in t_state or t_state[t].shape != s_state[s].shape for s, t in pairs.items()
-    ):
-        return []
-    student.load_state_dict({s: t_state[t].detach().float() for s, t in pairs.items()}, strict=False)
-    return ["pooler and classifier copied from the teacher"]
-
-
 def log_notes(notes: list[str]) -> list[str]:
     for note in notes:
         logger.info("student initialisation: %s", note)

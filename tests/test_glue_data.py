@@ -8,10 +8,9 @@ import torch
 from safetensors import safe_open
 from transformers import BertForSequenceClassification, BertModel
 
-from distillkit import parse_args
+from distillkit import load_teacher, parse_args
 from distillkit.data import GLUE_TASKS, get_task, infer_labels, load_files, tokenize_dataset
-from distillkit.finetune import load_teacher
-from distillkit.pipeline import run
+from distillkit.recipe import run
 
 from .conftest import KEYWORDS, WORDS, make_tokenizer, rule_sentences, tiny_bert
 

@@ -1,86 +1,12 @@
-"""Tasks (GLUE by name, or local files) -> tokenized `datasets` for `DistillTrainer`: columns, labels, encoding."""
+"""Encoding for `DistillTrainer`: text columns tokenized, labels converted, the teacher's own tokenization beside the
+student's (cross-tokenizer distillation)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset
-
-from .files import load_files
-
-
-@dataclass(frozen=True)
-class Task:
-    """A classification or regression task: its text columns, labels, validation split and metrics."""
-
-    name: str
-    text_columns: tuple[str, ...]  # one column (single sentences) or two (pairs)
-    label_names: tuple[str, ...]  # empty for regression
-    validation_split: str = "validation"
-    metrics: tuple[str, ...] = ("accuracy",)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names) or 1  # a regression head has a single output
-
-    @property
-    def is_regression(self) -> bool:
-        return not self.label_names
-
-
-# GLUE (Wang et al. 2018): columns, label names and metrics as in the `glue` dataset on the hub
-GLUE_TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task("cola", ("sentence",), ("unacceptable", "acceptable"), metrics=("matthews_correlation",)),
-        Task("sst2", ("sentence",), ("negative", "positive")),
-        Task("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metrics=("accuracy", "f1")),
-        Task("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), metrics=("accuracy", "f1")),
-        Task("stsb", ("sentence1", "sentence2"), (), metrics=("pearson", "spearmanr")),
-        Task("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "validation_matched"),
-        Task("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
-        Task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
-        Task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
-    )
-}
-
-
-def get_task(name: str) -> Task:
-    key = name.strip().lower().replace("-", "")
-    if key not in GLUE_TASKS:
-        raise ValueError(
-            f"unknown task {name!r}; known tasks: {', '.join(GLUE_TASKS)}. For other data, leave --task unset and "
-            "pass --train_file / --validation_file with --text_column (and --text_pair_column for pairs)."
-        )
-    return GLUE_TASKS[key]
-
-
-def resolve_columns(task: Task | None, text_column: str | None, text_pair_column: str | None) -> tuple[str, str | None]:
-    """The text column(s) to read: the ones given, else the task's, else 'sentence' alone."""
-    text = text_column or (task.text_columns[0] if task else "sentence")
-    pair = text_pair_column
-    if pair is None and task is not None and len(task.text_columns) == 2:
-        pair = task.text_columns[1]
-    return text, pair
-
-
-def load_task_data(
-    task: Task | None = None,
-    train_file: str | None = None,
-    validation_file: str | None = None,
-    label_column: str | None = None,
-) -> DatasetDict:
-    """Local files when given (with or without a task), else the task's GLUE data through `datasets`.
-
-    The result has a "train" split and, when there is one, a "validation" split (MNLI's validation_matched).
-    """
-    if train_file or validation_file:
-        return load_files(train_file, validation_file, label_column)
-    if task is None:
-        raise ValueError("no data given: pass --task NAME or --train_file (and --validation_file), csv, tsv or json.")
-    data = load_dataset("glue", task.name)
-    return DatasetDict({"train": data["train"], "validation": data[task.validation_split]})
+from datasets import Dataset, DatasetDict
 
 
 def infer_labels(dataset: Dataset, label_column: str) -> tuple[str, ...]:
@@ -93,6 +19,13 @@ def infer_labels(dataset: Dataset, label_column: str) -> tuple[str, ...]:
             raise ValueError(f"label column {label_column!r} holds negative class ids {sorted(values)[:5]}.")
         return tuple(str(i) for i in range(max(values) + 1))
     return ()  # float targets: regression
+
+
+def class_label_encoder(label2id: dict[str, int] | None, num_labels: int) -> Callable[[list[Any]], list[Any]]:
+    """Raw class labels (names, matched without case, or ids) -> ids in 0..num_labels-1; with `num_labels` 1 (a
+    regression head) the values are taken as float targets. A value outside the label set is an error naming it."""
+    convert = _label_converter(label2id or {}, num_labels)
+    return lambda values: [convert(v) for v in values]
 
 
 def _label_converter(label2id: dict[str, int], num_labels: int) -> Any:
@@ -157,17 +90,26 @@ def tokenize_dataset(
     label2id: dict[str, int] | None = None,
     num_labels: int | None = None,
     teacher_tokenizer: Any = None,
+    label_encoder: Callable[[list[Any]], list[Any]] | None = None,
 ) -> Dataset | DatasetDict:
     """Tokenize the text column(s) (batched, truncated, unpadded: the collator pads each batch; `datasets` caches the
     result for files it read) and name the label column `labels`; every other column is dropped.
 
-    Labels are mapped through `label2id` (the teacher's label names; numbers are taken as ids) and must lie in the
-    teacher's label set (`num_labels`; 1 = regression, float targets). A split without the label column (a GLUE test
-    split) is tokenized without labels; a missing text column is an error.
-
-    Cross-tokenizer distillation: with a `teacher_tokenizer` the text is tokenized twice, once by each tokenizer; the
-    teacher's encoding goes into `teacher_input_ids`, `teacher_attention_mask`, ... of the same row (see
-    `TEACHER_PREFIX` and `DistillCollator`). For an ensemble, `teacher_tokenizer` is {column prefix: tokenizer}.
+    Args:
+        dataset: a `Dataset`, or a `DatasetDict` whose splits are each tokenized.
+        tokenizer: the student's tokenizer (the teacher's when they share it).
+        text_column: the column of the (first) text.
+        text_pair_column: the column of the second text of a pair, or None.
+        label_column: the gold label's column; None tokenizes without labels. A split without it (a GLUE test
+            split) is tokenized without labels; a missing text column is an error.
+        max_seq_length: longer inputs are truncated to this many tokens.
+        label2id, num_labels: class labels by the teacher's names (numbers are taken as ids), which must lie in
+            its label set (`num_labels`; 1 = regression, float targets). Used when no `label_encoder` is given.
+        teacher_tokenizer: cross-tokenizer distillation: the text is tokenized a second time by this tokenizer into
+            `teacher_input_ids`, `teacher_attention_mask`, ... of the same row (see `TEACHER_PREFIX` and
+            `DistillCollator`). For an ensemble, {column prefix: tokenizer}.
+        label_encoder: a batch of raw label values -> `labels` (a task type's `label_encoder(config)`); it wins
+            over `label2id` / `num_labels`.
     """
     splits = dict(dataset) if isinstance(dataset, DatasetDict) else {"data": dataset}
     for name, split in splits.items():
@@ -179,9 +121,8 @@ def tokenize_dataset(
                 "--text_column, --text_pair_column or --label_column to the right names (or unset --label_column "
                 "with alpha=1.0)."
             )
-    if num_labels is None:
-        num_labels = len(label2id) if label2id else 2
-    convert = _label_converter(label2id or {}, num_labels)
+    if label_encoder is None:
+        label_encoder = class_label_encoder(label2id, num_labels or (len(label2id) if label2id else 2))
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         texts = [str(t) for t in batch[text_column]]
@@ -194,7 +135,7 @@ def tokenize_dataset(
             for key, value in other(texts, pairs, truncation=True, max_length=max_seq_length).items():
                 encoded[prefix + key] = value
         if label_column:
-            encoded["labels"] = [convert(v) for v in batch[label_column]]
+            encoded["labels"] = label_encoder(batch[label_column])
         return encoded
 
     def encode_split(split: Dataset) -> Dataset:

@@ -8,14 +8,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import check_teacher
-from .config import ModelArguments, TeacherArguments
-from .data import Task, infer_labels, same_tokenizer, tokenize_dataset
+from .arguments import ModelArguments, TeacherArguments
+from .data import Task, same_tokenizer, tokenize_dataset
 from .ensemble import check_labels, evaluate_ensemble
-from .finetune import finetune_teacher, has_trained_head, load_teacher, load_tokenizer
+from .loading import has_trained_head, load_teacher, load_tokenizer
 from .metrics import evaluate_model
 from .resilience import resume_requested
 from .students.presets import KNOWN_SPECS
+from .tasks import TaskType
+from .teacher_stage import finetune_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,12 @@ def load_teachers(
     label_column: str | None,
     output_dir: str,
     resuming: bool,
+    task_type: TaskType,
 ) -> list[TeacherSetup]:
     """Every teacher of the run (one is the usual case); several must predict the same labels."""
     setups = [
         load_teacher_for_run(name, "teacher" if i == 0 else f"teacher-{i + 1}", model_args, teacher_args, task, raw,
-                             label_column, output_dir, resuming)
+                             label_column, output_dir, resuming, task_type)
         for i, name in enumerate(model_args.teachers)
     ]  # fmt: skip
     if len(setups) > 1:
@@ -79,6 +81,7 @@ def load_teacher_for_run(
     label_column: str | None,
     output_dir: str,
     resuming: bool,
+    task_type: TaskType,
 ) -> TeacherSetup:
     """One teacher as the run will use it: loaded from `<output_dir>/<stage>` when a resumed run's teacher stage made
     it there, else from `name`, with a new head when it still needs fine-tuning."""
@@ -86,12 +89,13 @@ def load_teacher_for_run(
     stage_dir = os.path.join(output_dir, stage)
     if resuming and os.path.isfile(os.path.join(stage_dir, "config.json")):
         # a resumed run distills from the teacher its first part fine-tuned: fine-tuning again would change it
-        return TeacherSetup(name, stage, load_teacher(stage_dir), load_tokenizer(stage_dir), False, stage_dir)
+        teacher = load_teacher(stage_dir, task_type=task_type)
+        return TeacherSetup(name, stage, teacher, load_tokenizer(stage_dir), False, stage_dir)
     finetune = teacher_args.finetune_teacher
-    trained = has_trained_head(name, trust)
+    trained = has_trained_head(name, task_type, trust)
     if not trained and finetune == "never":
         raise ValueError(
-            f"the teacher {name!r} has no trained classification head; let distillkit "
+            f"the teacher {name!r} has no trained {task_type.head_description} head; let distillkit "
             "fine-tune it first (--finetune_teacher auto) or give a fine-tuned teacher."
         )
     needs_stage = finetune == "always" or (finetune == "auto" and not trained)
@@ -99,10 +103,9 @@ def load_teacher_for_run(
     if task is None and needs_stage:
         if not label_column:
             raise ValueError("fine-tuning the teacher needs labels: give --label_column.")
-        label_names = infer_labels(raw["train"], label_column)
-    teacher = load_teacher(
-        name, label_names, new_head=finetune == "always", trust_remote_code=trust, allow_pickle=pickle_ok
-    )
+        label_names = task_type.infer_labels(raw["train"], label_column)
+    teacher = load_teacher(name, label_names, task_type=task_type, new_head=finetune == "always",
+                           trust_remote_code=trust, allow_pickle=pickle_ok)  # fmt: skip
     return TeacherSetup(name, stage, teacher, load_tokenizer(name, trust), needs_stage, None)
 
 
@@ -112,7 +115,13 @@ def member_tokenizers(setups: list[TeacherSetup], student_tokenizer: Any) -> lis
 
 
 def stage_members(
-    setups: list[TeacherSetup], raw: Any, encode: dict[str, Any], args: Any, teacher_args: Any, compute_metrics: Any
+    setups: list[TeacherSetup],
+    raw: Any,
+    encode: dict[str, Any],
+    args: Any,
+    teacher_args: Any,
+    compute_metrics: Any,
+    task_type: TaskType,
 ) -> list[str]:
     """The teacher stage of every ensemble member after the first that needs one (the first has its own in the
     pipeline); returns the notes of weak teachers."""
@@ -123,9 +132,11 @@ def stage_members(
         own = tokenize_dataset(raw, setup.tokenizer, **encode)
         setup.model, _ = finetune_teacher(setup.model, setup.tokenizer, own["train"], own.get("validation"), args,
                                           teacher_args, compute_metrics, stage=setup.stage,
-                                          resume=resume_requested(args.resume_from_checkpoint))  # fmt: skip
+                                          resume=resume_requested(args.resume_from_checkpoint),
+                                          task_type=task_type)  # fmt: skip
         setup.stage_dir = os.path.join(args.output_dir, setup.stage)
-        notes += check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher, setup.stage_dir)
+        notes += task_type.check_teacher(compute_metrics.last_summary, teacher_args.allow_weak_teacher,
+                                         setup.stage_dir)  # fmt: skip
     return notes
 
 

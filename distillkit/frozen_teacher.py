@@ -1,4 +1,5 @@
-"""The frozen teacher: eval mode, no gradients, optional low precision, and only the outputs the losses need."""
+"""The frozen teacher: eval mode, no gradients, optional low precision, and only the outputs the losses need; and
+the task-neutral check that a student can read its batches."""
 
 from __future__ import annotations
 
@@ -98,27 +99,13 @@ class Teacher:
         )
 
 
-def check_teacher_student(teacher_config: Any, student_config: Any, cross_tokenizer: bool = False) -> None:
-    """Fail early when the student cannot learn from the teacher's outputs on the same tokenized batch (or, with
-    `cross_tokenizer`, on the same text tokenized by each model's own tokenizer: then the vocabularies may differ)."""
+def check_vocabularies(teacher_config: Any, student_config: Any, cross_tokenizer: bool = False) -> None:
+    """Fail early when the student cannot read the teacher's tokenized batch (with `cross_tokenizer` each model
+    reads its own tokenization of the same text: then the vocabularies may differ)."""
     t_vocab, s_vocab = getattr(teacher_config, "vocab_size", None), getattr(student_config, "vocab_size", None)
     if not cross_tokenizer and t_vocab is not None and s_vocab is not None and t_vocab != s_vocab:
         raise ValueError(
             f"teacher and student vocabularies differ (teacher vocab_size={t_vocab}, student vocab_size={s_vocab}), "
             "but both read the same tokenized inputs. Build the student with the teacher's tokenizer and "
             f"vocab_size={t_vocab} (distillkit.build_student does this)."
-        )
-    t_labels, s_labels = teacher_config.num_labels, student_config.num_labels
-    if t_labels != s_labels:
-        raise ValueError(
-            f"teacher and student have different label counts (teacher num_labels={t_labels}, student "
-            f"num_labels={s_labels}). Give the student the teacher's head: num_labels={t_labels} and its "
-            "id2label / label2id."
-        )
-    t_names, s_names = getattr(teacher_config, "id2label", None), getattr(student_config, "id2label", None)
-    if t_names and s_names and {int(k): v for k, v in t_names.items()} != {int(k): v for k, v in s_names.items()}:
-        logger.warning(
-            "teacher and student label names differ (%s vs %s); label i of one is taken as label i of the other.",
-            t_names,
-            s_names,
         )

@@ -1,4 +1,4 @@
-"""The teacher stage: load a teacher (a checkpoint, a base model or a LoRA adapter) and fine-tune it when needed."""
+"""The teacher stage: fine-tune a teacher on the task (fully, or with LoRA and then merged) before distilling it."""
 
 from __future__ import annotations
 
@@ -12,111 +12,17 @@ from typing import Any
 
 import torch
 from accelerate.state import AcceleratorState
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer
 from transformers.utils import is_torch_bf16_gpu_available
 
+from .arguments import TeacherArguments
 from .checks import total_steps
-from .config import DistillConfig, TeacherArguments
+from .config import DistillConfig
 from .metrics import evaluate_model
 from .progress import TimeEstimate, announce
 from .resilience import ExactResume, MarkCheckpoints, TrainingClock, latest_checkpoint, save_then_move
 
 logger = logging.getLogger(__name__)
-
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-def is_adapter_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, ADAPTER_CONFIG))
-
-
-def _adapter_base(path: str) -> str:
-    with open(os.path.join(path, ADAPTER_CONFIG), encoding="utf-8") as f:
-        return json.load(f)["base_model_name_or_path"]
-
-
-def check_weights(path: str, what: str, allow_pickle: bool = False) -> None:
-    """A local model directory must hold safetensors weights; pickle checkpoints only with `allow_pickle`."""
-    if not os.path.isdir(path):
-        return  # a hub name: from_pretrained fetches it (use_safetensors refuses a pickle-only repository)
-    if glob.glob(os.path.join(path, "*.safetensors")):
-        return
-    pickles = [os.path.basename(p) for p in glob.glob(os.path.join(path, "*.bin"))]
-    if pickles and allow_pickle:
-        return
-    if pickles:
-        raise ValueError(
-            f"{what} directory {path!r} holds only pickle weights {pickles}, which distillkit does not load by "
-            "default (unpickling can run code). Convert them once to safetensors (`from_pretrained(dir)` then "
-            "`save_pretrained(dir)` where you trust the files), or pass --allow_pickle_weights."
-        )
-    raise ValueError(f"{what} directory {path!r} holds no model weights (*.safetensors); point to a saved model.")
-
-
-def has_trained_head(name_or_path: str, trust_remote_code: bool = False) -> bool:
-    """Whether the checkpoint already carries a sequence-classification head (else it is a base model)."""
-    if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
-        return True  # a task adapter: LoRA weights plus the trained head
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    return any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-
-
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
-    """The teacher's tokenizer; for an adapter directory without tokenizer files, its base model's."""
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
-        if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
-            return AutoTokenizer.from_pretrained(_adapter_base(name_or_path), trust_remote_code=trust_remote_code)
-        raise
-
-
-def load_teacher(
-    name_or_path: str,
-    label_names: tuple[str, ...] | None = None,
-    *,
-    new_head: bool = False,
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
-) -> PreTrainedModel:
-    """Load the teacher as an `AutoModelForSequenceClassification`.
-
-    An adapter directory (`adapter_config.json`) is loaded onto its base model and merged (plain weights are faster
-    to run). A base checkpoint, or any checkpoint with `new_head`, gets a fresh head for `label_names` (() means
-    one regression output). A trained head is kept, and must have as many labels as the task.
-    """
-    check_weights(name_or_path, "teacher", allow_pickle)
-    safetensors_only = not allow_pickle
-    if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):
-        from peft import AutoPeftModelForSequenceClassification
-
-        model = AutoPeftModelForSequenceClassification.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True
-        )
-        logger.info("teacher: LoRA adapter %s merged into its base model", name_or_path)
-        return model.merge_and_unload()
-    if label_names is not None and (new_head or not has_trained_head(name_or_path, trust_remote_code)):
-        num_labels = len(label_names) or 1
-        return AutoModelForSequenceClassification.from_pretrained(
-            name_or_path,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=safetensors_only,
-            num_labels=num_labels,
-            id2label=dict(enumerate(label_names or ("score",))),
-            label2id={n: i for i, n in enumerate(label_names or ("score",))},
-            problem_type="regression" if num_labels == 1 else "single_label_classification",
-            ignore_mismatched_sizes=new_head,
-        )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=safetensors_only
-    )
-    if label_names is not None and model.config.num_labels != (len(label_names) or 1):
-        raise ValueError(
-            f"the teacher {name_or_path!r} was fine-tuned with {model.config.num_labels} labels but the task has "
-            f"{len(label_names) or 1}. Use a teacher for this task, a base checkpoint (it is fine-tuned first), or "
-            "--finetune_teacher always to give it a new head."
-        )
-    return model
 
 
 def _stage_precision(args: DistillConfig, teacher_args: TeacherArguments) -> dict[str, bool]:
@@ -140,9 +46,12 @@ def finetune_teacher(
     compute_metrics: Any,
     stage: str = "teacher",
     resume: bool = False,
+    task_type: Any = None,
 ) -> tuple[PreTrainedModel, dict[str, float]]:
     """Fine-tune the teacher on the task (fully, or with LoRA and then merged), save it under
     `<output_dir>/<stage>`, and return it with its evaluation metrics (empty without an eval set).
+
+    `task_type` gives the LoRA stage its `peft` task type (required with `teacher_lora_r`).
 
     The stage runs at least `teacher_min_steps` optimisation steps: on a small data set a few epochs are only a few
     dozen steps, too few for a fine-tuning that beats the majority class.
@@ -178,10 +87,16 @@ def finetune_teacher(
     )
     model = teacher
     if teacher_args.teacher_lora_r:
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, get_peft_model
 
+        peft_task = task_type.peft_task_type() if task_type is not None else None
+        if peft_task is None:
+            raise ValueError(
+                f"--teacher_lora_r: task type {getattr(task_type, 'name', None)!r} has no LoRA teacher stage; "
+                "fine-tune the teacher fully (leave out --teacher_lora_r)."
+            )
         lora = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=peft_task,
             r=teacher_args.teacher_lora_r,
             lora_alpha=teacher_args.teacher_lora_alpha or 2 * teacher_args.teacher_lora_r,
             lora_dropout=0.1,

@@ -1,0 +1,172 @@
+"""The task-type interface: what differs between kinds of model (sequence classification, token classification,
+question answering, causal LM) and nothing else.
+
+A task type says which `AutoModelFor...` class its teachers and students are, how a checkpoint shows a trained head,
+which config fields make a head, how a batch's labels are encoded, how predictions are scored and summarised, what
+model output stands for cached or mixed logits, the card's `pipeline_tag`, and which distillkit features it supports.
+The rest of distillkit receives a task type as a parameter and never branches on its name.
+
+This module imports nothing else of distillkit: a task type is a class written against the interface below plus its
+tests (`tests/tasks/` runs the contract suite on every registered type). See docs/contributing.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+# feature name -> how a user turns it on (named in the refusal when a task type does not support it)
+FEATURES: dict[str, str] = {
+    "presets": "a preset or custom student (--student tiny|mini|small|medium|custom)",
+    "teacher_layers": "a student cut to K teacher layers (--student teacher:K)",
+    "pruning": "a pruned student (--student pruned)",
+    "layer_sharing": "ALBERT-style sharing or factorized embeddings (--share_layers, --embedding_size)",
+    "vocab_trimming": "a trimmed vocabulary (--trim_vocab)",
+    "teacher_cache": "a teacher cache (--teacher_cache)",
+    "cross_tokenizer": "a student with a tokenizer of its own (cross-tokenizer distillation)",
+    "augmentation": "teacher-labelled extra text (--augment, --unlabeled_file)",
+    "ensembles": "several teachers (--teacher A B ...)",
+    "intermediate_losses": "intermediate-layer losses (--hidden_weight, --attention_weight, --embedding_weight, "
+    "--minilm_weight, --intermediate_epochs)",
+    "teacher_stage": "fine-tuning a teacher that has no trained head (--finetune_teacher auto|always)",
+    "lora_teacher": "a LoRA teacher stage (--teacher_lora_r)",
+    "onnx_export": "ONNX and int8 exports (distillkit export)",
+}
+
+
+class UnsupportedFeature(ValueError):
+    """A feature asked for that the task type does not offer: raised before anything is written (exit code 2)."""
+
+
+class TaskType:
+    """The interface every task type implements. Subclass it, set the class attributes, implement the methods that
+    raise `NotImplementedError`, and register it with `distillkit.register_task_type(name, cls)`.
+
+    Class attributes:
+        name: the registry name, as `--task_type` takes it ("sequence-classification").
+        architecture_suffix: the end of a checkpoint's `architectures` entry when it carries this task's head
+            ("ForSequenceClassification"); it is how a teacher's task type is inferred.
+        pipeline_tag: the model card's `pipeline_tag` (a Hugging Face pipeline name).
+        head_description: how messages name the head ("classification").
+        features: the `FEATURES` this task type supports; the others are refused with a message.
+        dataset_names: the `--task` names (hub data sets) that mean this task type.
+    """
+
+    name: ClassVar[str] = ""
+    architecture_suffix: ClassVar[str] = ""
+    pipeline_tag: ClassVar[str] = ""
+    head_description: ClassVar[str] = "task"  # "has no trained <this> head"
+    features: ClassVar[frozenset[str]] = frozenset()
+    dataset_names: ClassVar[tuple[str, ...]] = ()  # --task names that mean this task type (GLUE's, "conll2003")
+
+    # ---- models -------------------------------------------------------------------------------------------------
+
+    def auto_model_class(self) -> Any:
+        """The `transformers` Auto class of this task's models (`AutoModelForSequenceClassification`)."""
+        raise NotImplementedError
+
+    def peft_model_class(self) -> Any:
+        """The `peft` Auto class that loads a task adapter (`AutoPeftModelForSequenceClassification`), or None."""
+        return None
+
+    def peft_task_type(self) -> Any:
+        """The `peft.TaskType` of a LoRA teacher stage, or None when the task type offers none."""
+        return None
+
+    def has_trained_head(self, config: Any) -> bool:
+        """Whether a checkpoint's config says it carries this task's trained head (else it is a base model)."""
+        return any(str(a).endswith(self.architecture_suffix) for a in (getattr(config, "architectures", None) or []))
+
+    def new_head_config(self, label_names: tuple[str, ...] | None) -> dict[str, Any]:
+        """Config fields for a fresh head predicting `label_names` (from_pretrained keyword arguments)."""
+        return {}
+
+    def head_config(self, teacher_config: Any) -> dict[str, Any]:
+        """Config fields a student copies from its teacher so that both heads predict the same outputs."""
+        return {}
+
+    def label_names(self, config: Any) -> tuple[str, ...]:
+        """The names of a head's outputs, in order (empty when the head has no named labels)."""
+        return ()
+
+    def check_compatible(self, teacher_config: Any, student_config: Any) -> None:
+        """Fail (ValueError naming the fix) when the student's head cannot learn from the teacher's outputs."""
+
+    def check_head_size(self, name: str, config: Any, label_names: tuple[str, ...] | None) -> None:
+        """Fail when a checkpoint's trained head does not predict the task's labels."""
+
+    def init_head(self, student: Any, teacher: Any) -> list[str]:
+        """Copy the teacher's head into the student where shapes allow; returns notes of what was copied."""
+        return []
+
+    def head_parameters(self, config: Any, width: int, pooler: bool) -> int:
+        """Parameters of the head on top of an encoder of `width` (for closed-form size checks)."""
+        return 0
+
+    def output_from_logits(self, logits: Any) -> Any:
+        """A model output holding `logits` (cached teacher logits, an ensemble's mixed ones)."""
+        raise NotImplementedError
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    def infer_labels(self, dataset: Any, label_column: str) -> tuple[str, ...]:
+        """Label names read off a training split, for a head built from scratch."""
+        raise NotImplementedError
+
+    def label_encoder(self, config: Any) -> Callable[[list[Any]], list[Any]]:
+        """A function from a batch of raw label values to the `labels` the model and the losses read."""
+        raise NotImplementedError
+
+    def no_label(self, config: Any) -> Any:
+        """The `labels` value of a row that only the teacher labels (the hard loss ignores it)."""
+        return -100
+
+    def check_labels_in_use(self, labels: Iterable[Any], config: Any) -> None:
+        """Warn when the training labels use only part of the head's outputs (training goes on)."""
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+
+    def compute_metrics(self, config: Any, metric_names: tuple[str, ...] | None = None,
+                        metric_source: str | None = None) -> Callable[[Any], dict[str, float]]:  # fmt: skip
+        """The `compute_metrics` for a `Trainer`. The returned function keeps `last_summary`: a dict about the last
+        predictions (for `prediction_notes`), or None."""
+        raise NotImplementedError
+
+    def predictions(self, logits: Any, config: Any) -> Any:
+        """What a model predicts from its logits (numpy), e.g. the argmax class per row."""
+        raise NotImplementedError
+
+    def agreement(self, predictions: Any, reference: Any, config: Any) -> float:
+        """The share of predictions equal to a reference model's (an export against its source)."""
+        raise NotImplementedError
+
+    def prediction_notes(self, who: str, summary: Mapping[str, float] | None) -> list[str]:
+        """Warnings about a model's last predictions (e.g. one answer for almost every row)."""
+        return []
+
+    def check_teacher(self, summary: Mapping[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
+        """After the teacher stage: stop when the teacher learned nothing useful, else return notes."""
+        return []
+
+    def score_keys(self) -> tuple[str, ...]:
+        """The metrics a card and a results table lead with, in order."""
+        return ()
+
+    # ---- features -----------------------------------------------------------------------------------------------
+
+    def check_features(self, used: Iterable[str], what_instead: Mapping[str, str] | None = None) -> None:
+        """Refuse, before anything is written, the first feature in `used` that this task type does not support."""
+        for feature in used:
+            if feature not in FEATURES:
+                raise KeyError(f"unknown feature {feature!r}; known: {sorted(FEATURES)}")
+            if feature not in self.features:
+                instead = (what_instead or {}).get(feature, "leave it out")
+                raise UnsupportedFeature(
+                    f"{FEATURES[feature]} is not supported for task type {self.name!r}: {instead}."
+                )
+
+    def supports(self, feature: str) -> bool:
+        return feature in self.features
+
+    def __repr__(self) -> str:
+        return f"<task type {self.name}>"
