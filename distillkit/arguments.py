@@ -178,6 +178,14 @@ class DataArguments:
     label_column: str | None = field(
         default="label", metadata={"help": "Column holding the gold label; unset to train without labels (alpha=1)."}
     )
+    tag_column: int = field(
+        default=-1, metadata={"help": "token-classification: the CoNLL column holding the tag (0-based; -1 the last)."}
+    )
+    label_all_subwords: bool = field(
+        default=False,
+        metadata={"help": "token-classification: every sub-word of a word carries its tag in training (default: the "
+                  "first sub-word only; evaluation always reads the first)."},
+    )  # fmt: skip
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})

@@ -144,7 +144,13 @@ def build_compute_metrics(
 
 
 def evaluate_model(
-    model: Any, tokenizer: Any, dataset: Any, args: Any, compute_metrics: Any, prefix: str = "eval"
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    args: Any,
+    compute_metrics: Any,
+    prefix: str = "eval",
+    data_collator: Any = None,
 ) -> dict[str, float]:
     """A model's metrics on data in its own tokenization, with a plain `Trainer` (no teacher is run; columns the
     model does not take, such as teacher_*, are dropped)."""
@@ -153,7 +159,8 @@ def evaluate_model(
     saved = args.eval_strategy, args.load_best_model_at_end
     args.eval_strategy, args.load_best_model_at_end = IntervalStrategy.NO, False
     try:
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics)
+        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics,
+                          data_collator=data_collator)  # fmt: skip
     finally:
         args.eval_strategy, args.load_best_model_at_end = saved
     return trainer.evaluate(dataset, metric_key_prefix=prefix)

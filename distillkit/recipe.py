@@ -128,7 +128,9 @@ class DistillRecipe:
         """The raw splits (`self.raw`), the GLUE task if any, the text columns, the data report; extra text only the
         teacher labels is read here too, so that a bad file fails before any model is loaded."""
         data_args, args = self.data_args, self.args
-        self.task, self.raw, self.text_column, self.pair_column, self.data_report = load_run_data(data_args)
+        self.task, self.raw, self.text_column, self.pair_column, self.data_report = load_run_data(
+            data_args, self.task_type
+        )
         self.unlabeled = None
         if data_args.unlabeled_file:
             self.unlabeled = load_unlabeled(data_args.unlabeled_file, self.text_column, self.pair_column)
@@ -178,12 +180,19 @@ class DistillRecipe:
             "label_encoder": self.task_type.label_encoder(self.teacher.config),
         }
 
+    def encode_rows(self, raw: Any, tokenizer: Any) -> Any:
+        """Raw splits in one tokenizer's encoding: the task type's own encoding (words and tags), or
+        `tokenize_dataset` with `encode_args`."""
+        own = self.task_type.encode(raw, tokenizer, self.teacher.config, self.data_args.max_seq_length,
+                                    self.data_args.label_all_subwords)  # fmt: skip
+        return own if own is not None else tokenize_dataset(raw, tokenizer, **self.encode)
+
     def tokenize(self) -> None:
         """`self.teacher_data` in the teacher's tokenization, `self.data` in the student's (with the teacher's own
         columns when they differ), plus the rows only the teacher labels."""
         data_args, model_args, args = self.data_args, self.model_args, self.args
         encode = self.encode = self.encode_args()
-        self.teacher_data = tokenize_dataset(self.raw, self.tokenizer, **encode)
+        self.teacher_data = self.encode_rows(self.raw, self.tokenizer)
         self.extra, self.data_report["teacher_labelled"] = extra_rows(
             data_args, self.unlabeled, self.raw["train"], self.teacher, self.tokenizer, self.text_column,
             self.pair_column, args.seed, augment_cache_dir(args.teacher_cache),
@@ -302,8 +311,10 @@ class DistillRecipe:
             result.teacher_metrics, result.members = ensemble_scores(trainer, self.setups, self.raw, self.encode,
                                                                      args, self.compute_metrics)  # fmt: skip
         elif "validation" in self.data and not result.teacher_metrics:  # the teacher's, for the card's comparison
+            collator = self.task_type.data_collator(self.tokenizer)
             result.teacher_metrics = evaluate_model(self.teacher, self.tokenizer, self.teacher_data["validation"],
-                                                    args, self.compute_metrics, prefix="teacher_eval")  # fmt: skip
+                                                    args, self.compute_metrics, prefix="teacher_eval",
+                                                    data_collator=collator)  # fmt: skip
             self.notes += self.task_type.prediction_notes("teacher", self.compute_metrics.last_summary)
 
     def write_outputs(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from transformers import DataCollatorWithPadding, set_seed
 
 from .config import INTERMEDIATE_WEIGHTS
-from .data import Task, get_task, load_task_data, resolve_columns
+from .data import GLUE_TASKS, Task, get_task, load_task_data, resolve_columns
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, score_items, write_card
 from .latency import batches, model_latency_ms, threads_note
 from .loading import load_config
@@ -99,11 +99,19 @@ def used_features(model_args: Any, data_args: Any, teacher_args: Any, args: Any)
     return used
 
 
-def load_run_data(data_args: Any) -> tuple[Task | None, Any, str, str | None, dict[str, Any]]:
+def load_run_data(data_args: Any, task_type: TaskType) -> tuple[Task | None, Any, str, str | None, dict[str, Any]]:
     """(task, raw splits, text column, pair column, the data report: where the rows came from and how many)."""
-    task = get_task(data_args.task) if data_args.task else None
+    own = task_type.read_data(data_args)  # a task type that reads its own files (CoNLL columns)
+    glue = bool(data_args.task) and data_args.task.strip().lower().replace("-", "") in GLUE_TASKS
+    if own is None and data_args.task and not glue:
+        raise ValueError(f"--task {data_args.task}: reading it from the hub is not offered yet for task type "
+                         f"{task_type.name!r}; give --train_file and --validation_file.")  # fmt: skip
+    task = get_task(data_args.task) if glue and own is None else None
     text, pair = resolve_columns(task, data_args.text_column, data_args.text_pair_column)
-    raw = load_task_data(task, data_args.train_file, data_args.validation_file, data_args.label_column)
+    if own is not None:
+        text, pair = "tokens", None
+    raw = own if own is not None else load_task_data(task, data_args.train_file, data_args.validation_file,
+                                                     data_args.label_column)  # fmt: skip
     if "train" not in raw:
         raise ValueError("--train_file is required to train a student.")
     columns = raw["train"].column_names
@@ -215,8 +223,9 @@ def write_outputs(recipe: Any) -> None:
     if "validation" in raw:
         probe = raw["validation"].select(range(min(32, len(raw["validation"]))))
         pairs = probe[recipe.pair_column] if recipe.pair_column else None
-        inputs = batches(recipe.tokenizer, probe[recipe.text_column], 1, seq_len, pairs)
-        student_inputs = batches(recipe.student_tokenizer, probe[recipe.text_column], 1, seq_len, pairs)
+        texts = [" ".join(t) if isinstance(t, list) else t for t in probe[recipe.text_column]]  # words: joined
+        inputs = batches(recipe.tokenizer, texts, 1, seq_len, pairs)
+        student_inputs = batches(recipe.student_tokenizer, texts, 1, seq_len, pairs)
         latency = {
             "teacher": model_latency_ms(recipe.teacher, inputs),
             "student": model_latency_ms(recipe.trainer.model, student_inputs if recipe.cross else inputs),

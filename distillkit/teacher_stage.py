@@ -104,6 +104,7 @@ def finetune_teacher(
         model = get_peft_model(teacher, lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("teacher stage: LoRA r=%d, %d trainable parameters", teacher_args.teacher_lora_r, trainable)
+    collator = task_type.data_collator(tokenizer) if task_type is not None else None
     announce(f"{stage} stage", f"fine-tuning the teacher on {len(train_dataset):,} rows before distilling")
     trainer = _TeacherTrainer(
         model=model,
@@ -112,6 +113,7 @@ def finetune_teacher(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
+        data_collator=collator,
         callbacks=[TimeEstimate("teacher stage"), MarkCheckpoints()],
     )
     checkpoint = latest_checkpoint(output_dir) if resume else None  # a stopped teacher stage goes on from there
@@ -132,7 +134,9 @@ def finetune_teacher(
         metrics = {}
     elif mixed_for_stage_only:
         fp32 = dataclasses.replace(stage_args, bf16=False)
-        metrics = evaluate_model(model, tokenizer, eval_dataset, fp32, compute_metrics, prefix="teacher_eval")
+        metrics = evaluate_model(
+            model, tokenizer, eval_dataset, fp32, compute_metrics, prefix="teacher_eval", data_collator=collator
+        )
     else:
         metrics = trainer.evaluate(metric_key_prefix="teacher_eval")
     model.distillkit_train_seconds = clock.seconds  # training alone, over every resumption (None: not known)

@@ -121,6 +121,8 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         self._student_attn = getattr(model.config, "_attn_implementation", None)  # as built
         # alpha=0 and no other term: plain fine-tuning on the labels (a baseline), the teacher is never run
         self._needs_teacher = any(spec.needs_teacher for spec in self.loss_specs.values())
+        if kwargs.get("data_collator") is None and kwargs.get("processing_class") is not None:
+            kwargs["data_collator"] = self.task_type.data_collator(kwargs["processing_class"])
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self.task_type.compute_metrics(model.config)
 

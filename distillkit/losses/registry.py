@@ -114,8 +114,15 @@ def get_loss(name: str) -> LossSpec:
 
 
 def _token_mask(inputs: LossInputs, logits: Tensor) -> Tensor | None:
-    # token-level logits (batch, seq, labels) are averaged over real tokens; sequence logits need no mask
-    return inputs.attention_mask if logits.dim() == 3 else None
+    # token-level logits (batch, seq, labels) are averaged over the labelled positions (labels != -100: each word's
+    # first sub-word, the positions the hard loss and the metric read), else over the real tokens; sequence logits
+    # need no mask
+    if logits.dim() != 3:
+        return None
+    labels = inputs.labels
+    if labels is not None and labels.dim() == 2 and labels.shape == logits.shape[:2] and bool((labels != -100).any()):
+        return labels != -100
+    return inputs.attention_mask
 
 
 @register_loss("kd")

@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import FEATURES, TaskType, UnsupportedFeature
 from .sequence_classification import SequenceClassification
+from .token_classification import TokenClassification
 
 __all__ = [
     "FEATURES",
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_TASK_TYPE",
     "SequenceClassification",
     "TaskType",
+    "TokenClassification",
     "UnsupportedFeature",
     "get_task_type",
     "infer_task_type",
@@ -86,3 +88,4 @@ def resolve_task_type(task_type: str | TaskType | None, model: Any = None) -> Ta
 
 
 register_task_type(DEFAULT_TASK_TYPE, SequenceClassification)
+register_task_type("token-classification", TokenClassification)

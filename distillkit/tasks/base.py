@@ -109,6 +109,20 @@ class TaskType:
 
     # ---- data ---------------------------------------------------------------------------------------------------
 
+    def read_data(self, data_args: Any) -> Any:
+        """The raw splits (a `DatasetDict`) when this task type reads its own files; None: the recipe's reader (a GLUE
+        task from the hub, or csv / tsv / json files with text and label columns)."""
+        return None
+
+    def encode(self, raw: Any, tokenizer: Any, config: Any, max_seq_length: int, label_all_subwords: bool) -> Any:
+        """The tokenized splits when this task type encodes its own rows; None: `tokenize_dataset` on the text
+        columns with `label_encoder(config)`."""
+        return None
+
+    def data_collator(self, tokenizer: Any) -> Any:
+        """The collator that pads this task's batches (labels included); None: the Trainer's default."""
+        return None
+
     def infer_labels(self, dataset: Any, label_column: str) -> tuple[str, ...]:
         """Label names read off a training split, for a head built from scratch."""
         raise NotImplementedError

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..conftest import rule_sentences, tiny_bert, train_teacher
+import torch
+
+from ..conftest import KEYWORDS, VOCAB, rule_sentences, tiny_bert, train_teacher
 
 
 @dataclass
@@ -40,8 +42,36 @@ def _classification_teacher(tokenizer: Any) -> Any:
     return teacher
 
 
+TAGS = ("O", "B-KEY", "I-KEY")
+
+
+def _tagging_rows(n: int, seed: int) -> dict[str, list]:
+    """Sentences of the keyword rule, each keyword a one-word entity KEY, a keyword right after one continuing it."""
+    texts, _ = rule_sentences(n, seed)
+    tokens, tags = [], []
+    for text in texts:
+        words, row = text.split(), []
+        for i, word in enumerate(words):
+            key = word in KEYWORDS
+            row.append(("I-KEY" if i and row[-1] != "O" else "B-KEY") if key else "O")
+        tokens.append(words)
+        tags.append(row)
+    return {"tokens": tokens, "tags": tags}
+
+
+def _tagging_teacher(tokenizer: Any) -> Any:
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=len(TAGS),
+                        id2label=dict(enumerate(TAGS)), label2id={t: i for i, t in enumerate(TAGS)})  # fmt: skip
+    return BertForTokenClassification(config).eval()
+
+
 FIXTURES: dict[str, TaskFixture] = {
     "sequence-classification": TaskFixture(_classification_teacher, _classification_rows),
+    "token-classification": TaskFixture(_tagging_teacher, _tagging_rows, label_column="tags", text_column="tokens"),
 }
 
 

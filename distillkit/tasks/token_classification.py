@@ -1,0 +1,164 @@
+"""Token classification (named-entity recognition): a tag per word, scored by entity-level F1.
+
+`AutoModelForTokenClassification` teachers and students; words from CoNLL column files or json lines (`data/conll.py`,
+IOB1 converted to IOB2), encoded with the first sub-word of each word carrying its tag (`data/words.py`); entity-level
+precision, recall and F1 with conlleval's semantics, micro over entities and per type (`entity_metrics.py`). Words cut
+off by truncation count as predicted `O`, so truncation can lower F1 but never hide gold entities.
+
+The soft-target loss is averaged over the labelled positions (the first sub-word of each word, or every sub-word with
+--label_all_subwords): the positions the hard loss and the metric read. [CLS], [SEP], padding and the other sub-words
+carry no tag, so matching the teacher there would spend the student's capacity on outputs nobody reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedModel
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from ..data.conll import load_token_files, tag_names
+from ..data.words import IGNORE, encode_words, tag_encoder
+from ..entity_metrics import entity_scores
+from .base import TaskType
+
+logger = logging.getLogger(__name__)
+
+
+class TokenClassification(TaskType):
+    """A tag per word: NER (CoNLL-2003, WNUT-17), chunking, part-of-speech tags."""
+
+    architecture_suffix = "ForTokenClassification"
+    pipeline_tag = "token-classification"
+    head_description = "token-classification"
+    features = frozenset({"presets", "teacher_layers", "layer_sharing", "teacher_stage", "intermediate_losses"})
+    dataset_names = ("conll2003", "wnut_17")
+
+    def __init__(self) -> None:
+        self.references: list[list[str]] | None = None  # the validation split's gold tags, set as it is encoded
+
+    # ---- models -------------------------------------------------------------------------------------------------
+
+    def auto_model_class(self) -> Any:
+        return AutoModelForTokenClassification
+
+    def new_head_config(self, label_names: tuple[str, ...] | None) -> dict[str, Any]:
+        names = tuple(label_names or ("O",))
+        label2id = {n: i for i, n in enumerate(names)}
+        return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": label2id}
+
+    def head_config(self, teacher_config: Any) -> dict[str, Any]:
+        return {"num_labels": teacher_config.num_labels, "id2label": dict(teacher_config.id2label),
+                "label2id": dict(teacher_config.label2id)}  # fmt: skip
+
+    def label_names(self, config: Any) -> tuple[str, ...]:
+        return tuple(str(config.id2label[i]) for i in range(config.num_labels))
+
+    def check_compatible(self, teacher_config: Any, student_config: Any) -> None:
+        if self.label_names(teacher_config) != self.label_names(student_config):
+            raise ValueError(
+                f"teacher and student tag sets differ (teacher {list(self.label_names(teacher_config))}, student "
+                f"{list(self.label_names(student_config))}). Give the student the teacher's head (its id2label)."
+            )
+
+    def check_head_size(self, name: str, config: Any, label_names: tuple[str, ...] | None) -> None:
+        if label_names is not None and set(label_names) - set(self.label_names(config)):
+            raise ValueError(
+                f"the teacher {name!r} tags {list(self.label_names(config))}, but the data has "
+                f"{sorted(set(label_names) - set(self.label_names(config)))} too. Use a teacher for these tags, a base "
+                "checkpoint (it is fine-tuned first), or --finetune_teacher always to give it a new head."
+            )
+
+    @torch.no_grad()
+    def init_head(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[str]:
+        """Copy the linear tag classifier when the widths match (a token head has no pooler)."""
+        t_state, s_state = teacher.state_dict(), student.state_dict()
+        keys = [k for k in s_state if k.startswith("classifier.")]
+        if not keys or any(k not in t_state or t_state[k].shape != s_state[k].shape for k in keys):
+            return []
+        student.load_state_dict({k: t_state[k].detach().float() for k in keys}, strict=False)
+        return ["tag classifier copied from the teacher"]
+
+    def head_parameters(self, config: Any, width: int, pooler: bool) -> int:
+        return width * config.num_labels + config.num_labels
+
+    def output_from_logits(self, logits: torch.Tensor) -> TokenClassifierOutput:
+        return TokenClassifierOutput(logits=logits)
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    def read_data(self, data_args: Any) -> Any:
+        if not (data_args.train_file or data_args.validation_file):
+            return None  # a hub data set: the recipe's own loader (`load_dataset`)
+        return load_token_files(data_args.train_file, data_args.validation_file, data_args.tag_column)
+
+    def text_columns(self) -> tuple[str, str]:
+        return ("tokens", "tags")
+
+    def encode(self, raw: Any, tokenizer: Any, config: Any, max_seq_length: int, label_all_subwords: bool) -> Any:
+        if "validation" in raw:
+            self.references = [list(t) for t in raw["validation"]["tags"]]
+        return encode_words(raw, tokenizer, config.label2id, max_seq_length, label_all_subwords)
+
+    def data_collator(self, tokenizer: Any) -> Any:
+        """Pads `labels` with -100 beside the inputs."""
+        return DataCollatorForTokenClassification(tokenizer)
+
+    def infer_labels(self, dataset: Any, label_column: str) -> tuple[str, ...]:
+        """The training file's tags, `O` first."""
+        return tag_names(dataset["tags"])
+
+    def label_encoder(self, config: Any) -> Callable[[list[Any]], list[Any]]:
+        encode = tag_encoder(config.label2id)
+        return lambda rows: [encode(list(tags)) for tags in rows]
+
+    def no_label(self, config: Any) -> Any:
+        return IGNORE
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+
+    def word_tags(self, logits: np.ndarray, label_ids: np.ndarray, names: tuple[str, ...]) -> tuple[list, list]:
+        """(gold, predicted) tag sequences per row, read at the labelled positions (each word's first sub-word)."""
+        gold, predicted = [], []
+        for row_logits, row_labels in zip(logits, label_ids):
+            keep = row_labels != IGNORE
+            gold.append([names[int(i)] for i in row_labels[keep]])
+            predicted.append([names[int(i)] for i in row_logits[keep].argmax(-1)])
+        return gold, predicted
+
+    def compute_metrics(self, config: Any, metric_names: tuple[str, ...] | None = None,
+                        metric_source: str | None = None) -> Callable[[Any], dict[str, float]]:  # fmt: skip
+        """Entity precision / recall / F1 (micro) and per type. With the validation split's gold tags known
+        (`encode`), words cut off by truncation are scored as predicted O against their gold tags."""
+        names = self.label_names(config)
+
+        def compute(eval_pred: Any) -> dict[str, float]:
+            logits = (
+                eval_pred.predictions[0] if isinstance(eval_pred.predictions, (tuple, list)) else eval_pred.predictions
+            )
+            gold, predicted = self.word_tags(np.asarray(logits), np.asarray(eval_pred.label_ids), names)
+            refs = self.references
+            if refs is not None and len(refs) == len(gold) and all(len(r) >= len(g) for r, g in zip(refs, gold)):
+                predicted = [p + ["O"] * (len(r) - len(p)) for p, r in zip(predicted, refs)]
+                gold = refs
+            compute.last_summary = {"sentences": float(len(gold))}
+            return entity_scores(gold, predicted)
+
+        compute.last_summary = None
+        return compute
+
+    def predictions(self, logits: Any, config: Any) -> Any:
+        return np.asarray(logits).argmax(-1)
+
+    def agreement(self, predictions: Any, reference: Any, config: Any) -> float:
+        return float(np.mean(np.asarray(predictions) == np.asarray(reference)))
+
+    def check_teacher(self, summary: Mapping[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
+        return []
+
+    def score_keys(self) -> tuple[str, ...]:
+        return ("f1", "precision", "recall")

@@ -1,0 +1,199 @@
+"""Token classification: CoNLL files read exactly (IOB1 -> IOB2), entity-level F1 with conlleval's semantics, the
+first-sub-word encoding with truncation counted, the soft loss over labelled positions only, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForTokenClassification
+
+from distillkit import get_task_type
+from distillkit.data.conll import detect_scheme, read_conll, read_tokens, tag_names, to_iob2
+from distillkit.data.words import IGNORE, encode_words
+from distillkit.entity_metrics import entities, entity_scores
+from distillkit.losses.registry import LossInputs, get_loss
+
+from .conftest import VOCAB, make_tokenizer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "distill.py"
+
+
+def test_entities_follow_conlleval():
+    assert entities(["B-PER", "I-PER", "O", "B-LOC"]) == {("PER", 0, 1), ("LOC", 3, 3)}
+    assert entities(["I-PER", "I-PER", "I-LOC"]) == {("PER", 0, 1), ("LOC", 2, 2)}  # IOB1: I- starts an entity
+    assert entities(["B-PER", "B-PER", "I-PER"]) == {("PER", 0, 0), ("PER", 1, 2)}  # B- splits touching entities
+    assert entities(["O", "O"]) == set()
+
+
+def test_entity_scores_by_hand():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "B-LOC"]]
+    # gold: PER(0-1), LOC(3), ORG(0); predicted: PER(0-1), ORG(3), ORG(0), LOC(1); correct: PER, ORG(0)
+    scores = entity_scores(gold, pred)
+    assert scores["precision"] == pytest.approx(2 / 4) and scores["recall"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert scores["PER_f1"] == 1.0 and scores["LOC_f1"] == 0.0 and scores["LOC_support"] == 1.0
+    assert scores["ORG_precision"] == 0.5 and scores["ORG_recall"] == 1.0
+    assert entity_scores([["O"]], [["O"]])["f1"] == 0.0  # no entity at all: 0, not NaN
+    partial = entity_scores([["B-PER", "I-PER"]], [["B-PER", "O"]])  # a boundary error is a miss
+    assert partial["f1"] == 0.0
+
+
+def test_entity_scores_agree_with_seqeval_on_random_sequences():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    import random
+
+    rng = random.Random(0)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    gold = [to_iob2([[rng.choice(tags) for _ in range(rng.randint(1, 12))]])[0] for _ in range(300)]
+    pred = [[t if rng.random() < 0.7 else rng.choice(tags) for t in g] for g in gold]
+    ours = entity_scores(gold, pred)
+    assert ours["f1"] == pytest.approx(seqeval.f1_score(gold, pred), abs=1e-9)
+    assert ours["precision"] == pytest.approx(seqeval.precision_score(gold, pred), abs=1e-9)
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_conll_files_are_read_and_iob1_becomes_iob2(tmp_path):
+    path = _write(tmp_path / "eng.train", "-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n"
+                  "German JJ I-NP I-MISC\n\nPeter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n")  # fmt: skip
+    sentences, tags = read_conll(path)
+    assert sentences == [["EU", "rejects", "German"], ["Peter", "Blackburn"]]
+    assert detect_scheme(tags) == "IOB1"
+    data = read_tokens(path)
+    assert data["tags"] == [["B-ORG", "O", "B-MISC"], ["B-PER", "I-PER"]]
+    assert tag_names(data["tags"]) == ("O", "B-MISC", "B-ORG", "B-PER", "I-PER")
+    assert read_conll(path, tag_column=2)[1][0] == ["I-NP", "I-VP", "I-NP"]
+    wnut = _write(tmp_path / "w.conll", "@paul\tO\nNew\tB-location\nYork\tI-location\n\n")
+    assert detect_scheme(read_conll(wnut)[1]) == "IOB2" and read_tokens(wnut)["tags"] == [["O", "B-location",
+                                                                                          "I-location"]]  # fmt: skip
+    jsonl = _write(tmp_path / "t.jsonl", json.dumps({"tokens": ["a", "b"], "tags": ["B-X", "O"]}) + "\n")
+    assert read_tokens(jsonl)["tokens"] == [["a", "b"]]
+
+
+@pytest.mark.parametrize(
+    "text,column,message",
+    [
+        ("a NN O\nb NN\n", -1, r"line 2 has 2 columns, the file's other lines 3"),
+        ("a NN X-PER\n", -1, r"line 1: tag 'X-PER' is neither O nor B-/I-"),
+        ("-DOCSTART- -X- O\n\n\n", -1, r"holds no sentences"),
+        ("a NN O\n", 5, r"--tag_column 5 is out of range: .* has 3 columns"),
+    ],
+)
+def test_bad_token_files_name_the_file_and_line(tmp_path, text, column, message):
+    with pytest.raises(ValueError, match=message):
+        read_conll(_write(tmp_path / "bad.conll", text), column)
+
+
+def test_first_subwords_carry_the_tags_and_truncated_words_are_counted():
+    tokenizer = make_tokenizer()
+    from datasets import Dataset
+
+    rows = Dataset.from_dict({"tokens": [["w1", "w2x", "w3"], ["w4"] * 20], "tags": [["B-K", "I-K", "O"], ["O"] * 20]})
+    label2id = {"O": 0, "B-K": 1, "I-K": 2}
+    data = encode_words(rows, tokenizer, label2id, max_seq_length=8)
+    # [CLS] w1 w2 ##x... : "w2x" is two sub-words (w2 + [UNK]-like piece); only its first carries I-K
+    first = data[0]
+    assert first["labels"][0] == IGNORE and first["labels"][-1] == IGNORE  # [CLS], [SEP]
+    assert [y for y in first["labels"] if y != IGNORE] == [1, 2, 0]
+    assert first["truncated_words"] == 0 and data[1]["truncated_words"] == 20 - 6  # 8 positions: CLS + 6 + SEP
+    every = encode_words(rows, tokenizer, label2id, max_seq_length=8, label_all_subwords=True)
+    assert sum(y != IGNORE for y in every[0]["labels"]) == len(first["input_ids"]) - 2
+    with pytest.raises(ValueError, match=r"tag\(s\) \['B-K'\] are outside the teacher's label set"):
+        encode_words(rows, tokenizer, {"O": 0, "I-K": 1}, max_seq_length=8)
+
+
+def test_words_cut_off_count_as_predicted_o():
+    task = get_task_type("token-classification")
+    config = BertConfig(num_labels=3, id2label={0: "O", 1: "B-K", 2: "I-K"}, label2id={"O": 0, "B-K": 1, "I-K": 2})
+    task.references = [["B-K", "O", "B-K"]]  # the third word was cut off by truncation
+    from transformers import EvalPrediction
+
+    logits = torch.tensor([[[0, 0, 0], [0, 9, 0], [9, 0, 0], [0, 0, 0]]], dtype=torch.float).numpy()
+    labels = torch.tensor([[IGNORE, 1, 0, IGNORE]]).numpy()
+    scores = task.compute_metrics(config)(EvalPrediction(predictions=logits, label_ids=labels))
+    assert scores["recall"] == 0.5 and scores["precision"] == 1.0  # the cut-off entity is missed, not hidden
+
+
+def test_the_soft_loss_never_reads_padding_or_unlabelled_positions():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    labels = torch.tensor([[IGNORE, 1, IGNORE, 0, IGNORE], [IGNORE, 2, IGNORE, IGNORE, IGNORE]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+    def kd(s, t):
+        out = type("O", (), {})
+        s_out, t_out = out(), out()
+        s_out.logits, t_out.logits = s, t
+        args = type("A", (), {"temperature": 2.0})()
+        return get_loss("kd").fn(LossInputs(s_out, t_out, labels, mask, args, []))
+
+    base = kd(student, teacher)
+    changed = teacher.clone()
+    changed[labels == IGNORE] = torch.randn(int((labels == IGNORE).sum()), 3) * 10  # only unlabelled / padding
+    assert torch.allclose(kd(student, changed), base)
+    moved = teacher.clone()
+    moved[0, 1, 0] += 5.0  # a labelled position (one logit: a shift of all three would not change the softmax)
+    assert not torch.allclose(kd(student, moved), base)
+
+
+def _tiny_tagger(path: Path, tags: tuple[str, ...]) -> None:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=len(tags),
+                        id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)})  # fmt: skip
+    BertForTokenClassification(config).save_pretrained(path)
+    make_tokenizer().save_pretrained(path)
+
+
+@pytest.mark.parametrize(
+    "train,extra,message",
+    [
+        ("w1 O\nw2 B-NEW\n", [], r"\['B-NEW'\] are outside the teacher's label set \['B-K', 'I-K', 'O'\]"),
+        (
+            "w1 O\nw2 B-K\n",
+            ["--student", "pruned"],
+            r"a pruned student .* not supported for task type "
+            r"'token-classification'",
+        ),  # fmt: skip
+        ("w1 O\nw2 B-K\n", ["--teacher_cache", "{tmp}/cache"], r"a teacher cache .* not supported"),
+        ("w1 O\nw2\n", [], r"line 2 has 1 columns"),
+    ],
+)
+def test_bad_token_input_exits_2_with_one_line_and_writes_nothing(tmp_path, train, extra, message):
+    _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
+    path = _write(tmp_path / "train.conll", train)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--teacher", str(tmp_path / "teacher"), "--student", "tiny", "--train_file",
+           path, "--output_dir", str(out), "--max_steps", "2", "--report_to", "none",
+           *[a.format(tmp=tmp_path) for a in extra]]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and __import__("re").search(message, errors[0]), result.stderr[-2000:]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not (DATA / "conll2003").is_dir(), reason="../shared/data/conll2003 is not here")
+def test_the_real_conll_and_wnut_files_match_their_published_counts():
+    train = read_tokens(str(DATA / "conll2003" / "eng.train"))
+    assert len(train) == 14_041 and sum(len(t) for t in train["tokens"]) == 203_621
+    counts = {}
+    for sentence in train["tags"]:
+        for kind, *_ in entities(sentence):
+            counts[kind] = counts.get(kind, 0) + 1
+    assert counts == {"LOC": 7_140, "MISC": 3_438, "ORG": 6_321, "PER": 6_600}
+    dev = read_tokens(str(DATA / "conll2003" / "eng.testa"))
+    assert len(dev) == 3_250 and sum(len(t) for t in dev["tokens"]) == 51_362
+    wnut = read_tokens(str(DATA / "wnut17" / "wnut17train.conll"))
+    assert len(wnut) == 3_394 and sum(len(t) for t in wnut["tokens"]) == 62_730
+    assert detect_scheme(read_conll(str(DATA / "wnut17" / "wnut17train.conll"))[1]) == "IOB2"
