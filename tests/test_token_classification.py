@@ -115,13 +115,26 @@ def test_first_subwords_carry_the_tags_and_truncated_words_are_counted():
 def test_words_cut_off_count_as_predicted_o():
     task = get_task_type("token-classification")
     config = BertConfig(num_labels=3, id2label={0: "O", 1: "B-K", 2: "I-K"}, label2id={"O": 0, "B-K": 1, "I-K": 2})
-    task.references = [["B-K", "O", "B-K"]]  # the third word was cut off by truncation
+    from datasets import Dataset, DatasetDict
     from transformers import EvalPrediction
 
-    logits = torch.tensor([[[0, 0, 0], [0, 9, 0], [9, 0, 0], [0, 0, 0]]], dtype=torch.float).numpy()
-    labels = torch.tensor([[IGNORE, 1, 0, IGNORE]]).numpy()
-    scores = task.compute_metrics(config)(EvalPrediction(predictions=logits, label_ids=labels))
-    assert scores["recall"] == 0.5 and scores["precision"] == 1.0  # the cut-off entity is missed, not hidden
+    long = ["w1", "w2", "w3"] * 8  # 24 words, cut to 6 by max_seq_length 8
+    tags = ["B-K", "O", "B-K"] * 8
+    raw = DatasetDict(validation=Dataset.from_dict({"tokens": [["w4", "w1"], long], "tags": [["O", "B-K"], tags]}))
+    encoded = task.encode(raw, make_tokenizer(), config, 8, False)["validation"]
+    assert encoded["truncated_words"] == [0, 18]
+    # rows in another order than the data (evaluation may sort by length), each predicted perfectly where it was read
+    rows = [encoded[1], encoded[0]]
+    width = max(len(r["labels"]) for r in rows)
+    labels = torch.full((2, width), IGNORE)
+    logits = torch.zeros(2, width, 3)
+    for i, r in enumerate(rows):
+        labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
+        for j, y in enumerate(r["labels"]):
+            logits[i, j, max(y, 0)] = 9.0
+    scores = task.compute_metrics(config)(EvalPrediction(predictions=logits.numpy(), label_ids=labels.numpy()))
+    # gold: 16 entities in the long sentence (4 of them read) + 1 in the short one; all 5 predicted ones are right
+    assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(5 / 17)  # cut-off ones missed, not hidden
 
 
 def test_the_soft_loss_never_reads_padding_or_unlabelled_positions():

@@ -39,7 +39,10 @@ class TokenClassification(TaskType):
     dataset_names = ("conll2003", "wnut_17")
 
     def __init__(self) -> None:
-        self.references: list[list[str]] | None = None  # the validation split's gold tags, set as it is encoded
+        # the validation split's truncated sentences, set as it is encoded: {the tag ids of their kept words: [the
+        # full gold tag sequence of each such sentence]}. Evaluation may reorder rows (length-grouped sampling), so
+        # a row is matched by its kept tags, not by its index.
+        self.truncated: dict[tuple[int, ...], list[list[str]]] = {}
 
     # ---- models -------------------------------------------------------------------------------------------------
 
@@ -100,9 +103,14 @@ class TokenClassification(TaskType):
         return ("tokens", "tags")
 
     def encode(self, raw: Any, tokenizer: Any, config: Any, max_seq_length: int, label_all_subwords: bool) -> Any:
+        encoded = encode_words(raw, tokenizer, config.label2id, max_seq_length, label_all_subwords)
         if "validation" in raw:
-            self.references = [list(t) for t in raw["validation"]["tags"]]
-        return encode_words(raw, tokenizer, config.label2id, max_seq_length, label_all_subwords)
+            self.truncated = {}
+            rows = encoded["validation"]
+            for i in [i for i, cut in enumerate(rows["truncated_words"]) if cut]:
+                key = tuple(y for y in rows[i]["labels"] if y != IGNORE)
+                self.truncated.setdefault(key, []).append(list(raw["validation"][i]["tags"]))
+        return encoded
 
     def data_collator(self, tokenizer: Any) -> Any:
         """Pads `labels` with -100 beside the inputs."""
@@ -122,18 +130,27 @@ class TokenClassification(TaskType):
     # ---- evaluation ---------------------------------------------------------------------------------------------
 
     def word_tags(self, logits: np.ndarray, label_ids: np.ndarray, names: tuple[str, ...]) -> tuple[list, list]:
-        """(gold, predicted) tag sequences per row, read at the labelled positions (each word's first sub-word)."""
+        """(gold, predicted) tag sequences per row, read at the labelled positions (each word's first sub-word). A
+        row of a truncated validation sentence gets that sentence's full gold tags, its cut-off words predicted O."""
         gold, predicted = [], []
+        pending = {key: list(refs) for key, refs in self.truncated.items()}
         for row_logits, row_labels in zip(logits, label_ids):
             keep = row_labels != IGNORE
-            gold.append([names[int(i)] for i in row_labels[keep]])
-            predicted.append([names[int(i)] for i in row_logits[keep].argmax(-1)])
+            ids = tuple(int(i) for i in row_labels[keep])
+            tags = [names[int(i)] for i in row_logits[keep].argmax(-1)]
+            if pending.get(ids):
+                full = pending[ids].pop(0)
+                gold.append(full)
+                predicted.append(tags + ["O"] * (len(full) - len(tags)))
+            else:
+                gold.append([names[i] for i in ids])
+                predicted.append(tags)
         return gold, predicted
 
     def compute_metrics(self, config: Any, metric_names: tuple[str, ...] | None = None,
                         metric_source: str | None = None) -> Callable[[Any], dict[str, float]]:  # fmt: skip
-        """Entity precision / recall / F1 (micro) and per type. With the validation split's gold tags known
-        (`encode`), words cut off by truncation are scored as predicted O against their gold tags."""
+        """Entity precision / recall / F1 (micro) and per type; the words of validation sentences cut off by
+        truncation (known from `encode`) are scored as predicted O against their gold tags."""
         names = self.label_names(config)
 
         def compute(eval_pred: Any) -> dict[str, float]:
@@ -141,10 +158,6 @@ class TokenClassification(TaskType):
                 eval_pred.predictions[0] if isinstance(eval_pred.predictions, (tuple, list)) else eval_pred.predictions
             )
             gold, predicted = self.word_tags(np.asarray(logits), np.asarray(eval_pred.label_ids), names)
-            refs = self.references
-            if refs is not None and len(refs) == len(gold) and all(len(r) >= len(g) for r, g in zip(refs, gold)):
-                predicted = [p + ["O"] * (len(r) - len(p)) for p, r in zip(predicted, refs)]
-                gold = refs
             compute.last_summary = {"sentences": float(len(gold))}
             return entity_scores(gold, predicted)
 
