@@ -210,3 +210,14 @@ def test_the_real_conll_and_wnut_files_match_their_published_counts():
     wnut = read_tokens(str(DATA / "wnut17" / "wnut17train.conll"))
     assert len(wnut) == 3_394 and sum(len(t) for t in wnut["tokens"]) == 62_730
     assert detect_scheme(read_conll(str(DATA / "wnut17" / "wnut17train.conll"))[1]) == "IOB2"
+
+
+def test_export_refuses_a_token_classification_student_clearly(tmp_path):
+    _tiny_tagger(tmp_path / "student", ("O", "B-K", "I-K"))
+    dev = _write(tmp_path / "dev.conll", "w1 B-K\nw2 O\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "export.py"
+    cmd = [sys.executable, str(script), str(tmp_path / "student"), "--int8", "--validation_file", dev]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "not supported for task type 'token-classification'" in result.stderr
+    assert not (tmp_path / "student" / "int8").exists()

@@ -103,7 +103,10 @@ def read_file(path: str, split: str = "train", label_column: str | None = None) 
         raise ValueError(f"{split} file {path!r} is empty; give a file with a header and at least one row.")
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
-        raise ValueError(f"{split} file {path!r} has extension {ext!r}; use one of {sorted(FORMATS)}.")
+        raise ValueError(
+            f"{split} file {path!r} has extension {ext!r}; use one of {sorted(FORMATS)} (for CoNLL token files, "
+            "give --task_type token-classification)."
+        )
     delimiter = FORMATS[ext]
     columns, lines = _read_json(path, split) if delimiter is None else read_delimited(path, delimiter, split)
     if not lines:
