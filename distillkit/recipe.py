@@ -252,7 +252,8 @@ class DistillRecipe:
         """The student from the fine-tuned teacher: rebuilt after a teacher stage, cut by importance for
         --student pruned, its embeddings trimmed for --trim_vocab."""
         model_args, first = self.model_args, self.setups[0]
-        if (first.needs_stage or first.stage_dir) and model_args.init_from_teacher:
+        # after a stage in this run; a resumed run loaded the fine-tuned teacher before `build_student` already
+        if first.needs_stage and model_args.init_from_teacher:
             self.student = make_student(model_args, self.teacher, self.args.seed, self.task_type)
         if model_args.student == "pruned":  # cut by importance, measured on the (fine-tuned) teacher
             self.student, self.prune_report = prune_student(self, self.teacher_data)

@@ -16,6 +16,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from .config import INTERMEDIATE_WEIGHTS
 from .data import GLUE_TASKS, Task, get_task, load_task_data, resolve_columns
+from .data.glue import glue_key
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, score_items, write_card
 from .latency import batches, model_latency_ms, threads_note
 from .loading import load_config
@@ -102,7 +103,7 @@ def used_features(model_args: Any, data_args: Any, teacher_args: Any, args: Any)
 def load_run_data(data_args: Any, task_type: TaskType) -> tuple[Task | None, Any, str, str | None, dict[str, Any]]:
     """(task, raw splits, text column, pair column, the data report: where the rows came from and how many)."""
     own = task_type.read_data(data_args)  # a task type that reads its own files (CoNLL columns)
-    glue = bool(data_args.task) and data_args.task.strip().lower().replace("-", "") in GLUE_TASKS
+    glue = bool(data_args.task) and glue_key(data_args.task) in GLUE_TASKS
     if own is None and data_args.task and not glue:
         raise ValueError(f"--task {data_args.task}: reading it from the hub is not offered yet for task type "
                          f"{task_type.name!r}; give --train_file and --validation_file.")  # fmt: skip
@@ -225,10 +226,10 @@ def write_outputs(recipe: Any) -> None:
         pairs = probe[recipe.pair_column] if recipe.pair_column else None
         texts = [" ".join(t) if isinstance(t, list) else t for t in probe[recipe.text_column]]  # words: joined
         inputs = batches(recipe.tokenizer, texts, 1, seq_len, pairs)
-        student_inputs = batches(recipe.student_tokenizer, texts, 1, seq_len, pairs)
+        student_inputs = batches(recipe.student_tokenizer, texts, 1, seq_len, pairs) if recipe.cross else inputs
         latency = {
             "teacher": model_latency_ms(recipe.teacher, inputs),
-            "student": model_latency_ms(recipe.trainer.model, student_inputs if recipe.cross else inputs),
+            "student": model_latency_ms(recipe.trainer.model, student_inputs),
             "note": threads_note(1, len(inputs)),
         }
     info = card_info(recipe.model_args, recipe.task, args, recipe.trainer, result, latency, recipe.command,

@@ -46,8 +46,13 @@ GLUE_TASKS: dict[str, Task] = {
 }
 
 
+def glue_key(name: str) -> str:
+    """A task name as GLUE_TASKS keys it ("SST-2" -> "sst2")."""
+    return name.strip().lower().replace("-", "")
+
+
 def get_task(name: str) -> Task:
-    key = name.strip().lower().replace("-", "")
+    key = glue_key(name)
     if key not in GLUE_TASKS:
         raise ValueError(
             f"unknown task {name!r}; known tasks: {', '.join(GLUE_TASKS)}. For other data, leave --task unset and "
