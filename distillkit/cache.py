@@ -4,7 +4,11 @@ The cache is a folder of safetensors shards (`logits-00000.safetensors`, ...) an
 The manifest records what the logits are of: the dataset's fingerprint and size, the tokenizer, a digest of the
 teacher's weights and the scoring backend (`scoring.py`). A cache whose manifest disagrees is refused with a message.
 
-Shard k holds rows [k * shard_size, (k + 1) * shard_size) in dataset order. Within a shard the rows are scored in
+Shard k holds rows [k * shard_size, (k + 1) * shard_size) in dataset order. Sequence-level logits are one row per
+example, `(rows, labels)`. Token-level logits (a tagger's, `(batch, length, labels)` from the teacher) are kept for
+each example's real tokens only (its attention mask), rows of different lengths one after the other: `logits`
+`(tokens, labels)` and `lengths` `(rows,)`; `TokenLogits` reads them back and pads them to a training batch's
+shape. Within a shard the rows are scored in
 batches of similar length (sorted, then put back in order): short-text data is padded to its own length rather
 than to the longest row of a random batch, which on SST-2 roughly doubles the teacher's throughput. While a cache
 is being written, `building.json` holds its identity; a build that was interrupted resumes at the first missing
@@ -66,11 +70,59 @@ def _shard_path(directory: str, index: int) -> str:
     return os.path.join(directory, f"logits-{index:05d}.safetensors")
 
 
-def _write_shard(directory: str, index: int, logits: torch.Tensor) -> None:
+def _write_shard(directory: str, index: int, logits: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
     path = _shard_path(directory, index)
     tmp = path + ".tmp"
-    save_file({"logits": logits.contiguous()}, tmp)
+    tensors = {"logits": logits.contiguous()}
+    if lengths is not None:
+        tensors["lengths"] = lengths.contiguous()
+    save_file(tensors, tmp)
     os.replace(tmp, path)
+
+
+class TokenLogits:
+    """Cached token-level logits: each row's real tokens, rows one after the other (`flat` `(tokens, labels)`,
+    `lengths` `(rows,)`). `padded(index, attention_mask)` is a training batch's `(batch, length, labels)` tensor:
+    each row's logits at the positions its mask marks (either padding side), zeros elsewhere."""
+
+    def __init__(self, flat: torch.Tensor, lengths: torch.Tensor):
+        self.flat, self.lengths = flat, lengths.long()
+        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def row(self, i: int) -> torch.Tensor:
+        start = int(self.starts[i])
+        return self.flat[start : start + int(self.lengths[i])]
+
+    def padded(self, index: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.bool().cpu()
+        lengths = self.lengths[index]
+        if not torch.equal(mask.sum(-1), lengths):
+            raise ValueError(
+                "the teacher cache's token logits do not fit this batch (rows of other lengths): the training rows "
+                "changed since the cache was written; delete the cache folder to recompute it."
+            )
+        out = torch.zeros(*mask.shape, self.flat.shape[-1])
+        out[mask] = torch.cat([self.row(int(i)) for i in index])
+        return out
+
+
+def _shard_rows(tensors: dict[str, torch.Tensor]) -> int:
+    return len(tensors["lengths"]) if "lengths" in tensors else len(tensors["logits"])
+
+
+def _join(pieces: list[dict[str, torch.Tensor]]) -> torch.Tensor | TokenLogits:
+    logits = torch.cat([p["logits"] for p in pieces])
+    if pieces and "lengths" in pieces[0]:
+        return TokenLogits(logits, torch.cat([p["lengths"] for p in pieces]))
+    return logits
+
+
+def _mask_of(batch: dict[str, Any]) -> torch.Tensor:
+    own = teacher_part(batch) or batch  # the teacher's own tokenization when the batch carries one
+    return own["attention_mask"].bool()
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -105,8 +157,9 @@ def load_or_build(
     backend: str = "torch",
     progress: bool = True,
     extra_identity: dict[str, Any] | None = None,
-) -> torch.Tensor:
-    """The teacher's logits for every row of `dataset`, in order, shape (num_rows, num_labels), float32 on the CPU.
+) -> torch.Tensor | TokenLogits:
+    """The teacher's logits for every row of `dataset`, in order, float32 on the CPU: shape (num_rows, num_labels)
+    for sequence-level logits, a `TokenLogits` for token-level ones.
 
     `teacher_forward(batch)` runs the teacher (the trainer's hook) for the `torch` backend; the other backends
     score a converted copy of `teacher` (see `scoring.make_scorer`). Raises ValueError when the folder holds a
@@ -126,7 +179,7 @@ def load_or_build(
                 "used. Point --teacher_cache at a new folder, or delete this one to recompute it."
             )
         shards = sorted(glob.glob(os.path.join(directory, "logits-*.safetensors")))
-        logits = torch.cat([load_file(p)["logits"] for p in shards])
+        logits = _join([load_file(p) for p in shards])
         if len(logits) != len(dataset):
             raise ValueError(
                 f"the teacher cache in {directory!r} is corrupt ({len(logits)} rows for a dataset of "
@@ -150,11 +203,12 @@ def load_or_build(
         rows = range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size))
         path = _shard_path(directory, shard)
         if os.path.isfile(path):
-            done = load_file(path)["logits"]
-            if len(done) == len(rows):  # written by an interrupted build of this same cache
+            done = load_file(path)
+            if _shard_rows(done) == len(rows):  # written by an interrupted build of this same cache
                 pieces.append(done)
                 continue
         out: torch.Tensor | None = None
+        token_rows: dict[int, torch.Tensor] = {}  # token-level logits: row -> its real tokens' logits
         batches = length_sorted_batches(lengths, rows, batch_size)
         for batch_rows in tqdm(
             batches, desc=f"teacher cache, shard {shard + 1}/{num_shards}", leave=False, disable=not progress
@@ -164,21 +218,32 @@ def load_or_build(
             if score is None:
                 score = _scorer(backend, teacher_forward, teacher, batch)
             logits = score(batch)
+            if logits.dim() == 3:  # per token: each row's real tokens
+                mask = _mask_of(batch)
+                for j, row in enumerate(batch_rows):
+                    token_rows[row] = logits[j][mask[j]]
+                continue
             if logits.dim() != 2:
                 raise ValueError(
-                    "the teacher cache holds one row of logits per example: token-level tasks are not "
-                    "supported; train without --teacher_cache."
+                    f"the teacher cache holds logits per example or per token; this teacher's have shape "
+                    f"{tuple(logits.shape)}: train without --teacher_cache."
                 )
             if out is None:
                 out = torch.empty(len(rows), logits.shape[-1])
             out[torch.tensor(batch_rows) - rows.start] = logits
-        _write_shard(directory, shard, out)
-        pieces.append(out)
+        if token_rows:
+            ordered = [token_rows[row] for row in rows]
+            flat, lengths = torch.cat(ordered), torch.tensor([len(r) for r in ordered])
+            _write_shard(directory, shard, flat, lengths)
+            pieces.append({"logits": flat, "lengths": lengths})
+        else:
+            _write_shard(directory, shard, out)
+            pieces.append({"logits": out})
         computed += len(rows)
     # the manifest goes last: without it, the shards above are never read as a complete cache
     atomic_write_text(manifest_path, json.dumps({**wanted, "shards": num_shards}, indent=2))
     os.remove(building)
-    logits = torch.cat(pieces)
+    logits = _join(pieces)
     seconds = time.perf_counter() - started
     logger.info(
         "teacher cache: %d rows in %s (%d computed now, %.1f rows/s)",

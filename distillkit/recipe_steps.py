@@ -182,14 +182,16 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
     model_args, args = recipe.model_args, recipe.args
     announce("pruning", f"scoring the teacher's units on {model_args.prune_samples:,} training rows")
     score = None
+    collator = recipe.task_type.data_collator(recipe.tokenizer) or DataCollatorWithPadding(recipe.tokenizer)
     if "validation" in teacher_data:
 
         def score(model: Any) -> dict[str, float]:
-            metrics = evaluate_model(model, recipe.tokenizer, teacher_data["validation"], args, recipe.compute_metrics)
+            metrics = evaluate_model(model, recipe.tokenizer, teacher_data["validation"], args, recipe.compute_metrics,
+                                     data_collator=collator)  # fmt: skip
             return {k.removeprefix("eval_"): round(v, 4) for k, v in score_items(metrics)}
 
     student, report = prune_on_data(
-        recipe.teacher, recipe.student, teacher_data["train"], DataCollatorWithPadding(recipe.tokenizer),
+        recipe.teacher, recipe.student, teacher_data["train"], collator,
         model_args.prune_samples, evaluate=score, layers_by=model_args.prune_layers,
     )  # fmt: skip
     logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
-from .cache import INDEX_COLUMN, load_or_build
+from .cache import INDEX_COLUMN, TokenLogits, load_or_build
 from .collator import DistillCollator
 from .config import STAGES, DistillConfig
 from .data import TEACHER_PREFIX, member_prefix
@@ -194,7 +194,12 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         Training batches read the logits from the teacher cache when there is one."""
         index = inputs.get(INDEX_COLUMN)
         if index is not None and self._cached_logits is not None and self._stage != "intermediate":
-            return self.task_type.output_from_logits(self._cached_logits[index.cpu()].to(self.args.device))
+            cached = self._cached_logits
+            if isinstance(cached, TokenLogits):  # per token: padded to this batch's positions
+                logits = cached.padded(index.cpu(), inputs["attention_mask"])
+            else:
+                logits = cached[index.cpu()]
+            return self.task_type.output_from_logits(logits.to(self.args.device))
         return self.teacher(inputs)
 
     def compute_distill_loss(

@@ -135,6 +135,8 @@ def test_words_cut_off_count_as_predicted_o():
     scores = task.compute_metrics(config)(EvalPrediction(predictions=logits.numpy(), label_ids=labels.numpy()))
     # gold: 16 entities in the long sentence (4 of them read) + 1 in the short one; all 5 predicted ones are right
     assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(5 / 17)  # cut-off ones missed, not hidden
+    # token accuracy over all 26 words: the 18 cut off are predicted O, 12 of them are B-K
+    assert scores["accuracy"] == pytest.approx((26 - 12) / 26)
 
 
 def test_the_soft_loss_never_reads_padding_or_unlabelled_positions():
@@ -174,11 +176,10 @@ def _tiny_tagger(path: Path, tags: tuple[str, ...]) -> None:
         ("w1 O\nw2 B-NEW\n", [], r"\['B-NEW'\] are outside the teacher's label set \['B-K', 'I-K', 'O'\]"),
         (
             "w1 O\nw2 B-K\n",
-            ["--student", "pruned"],
-            r"a pruned student .* not supported for task type "
-            r"'token-classification'",
+            ["--trim_vocab", "true"],
+            r"not supported for task type 'token-classification'",
         ),  # fmt: skip
-        ("w1 O\nw2 B-K\n", ["--teacher_cache", "{tmp}/cache"], r"a teacher cache .* not supported"),
+        ("w1 O\nw2 B-K\n", ["--augment", "1", "--alpha", "0.5"], r"augment.* not supported"),
         ("w1 O\nw2\n", [], r"line 2 has 1 columns"),
     ],
 )
@@ -212,12 +213,132 @@ def test_the_real_conll_and_wnut_files_match_their_published_counts():
     assert detect_scheme(read_conll(str(DATA / "wnut17" / "wnut17train.conll"))[1]) == "IOB2"
 
 
-def test_export_refuses_a_token_classification_student_clearly(tmp_path):
+def test_export_scores_every_variant_of_a_tagger_by_entity_f1(tmp_path):
+    from distillkit.commands.export import main as export_main
+
     _tiny_tagger(tmp_path / "student", ("O", "B-K", "I-K"))
-    dev = _write(tmp_path / "dev.conll", "w1 B-K\nw2 O\n")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "export.py"
-    cmd = [sys.executable, str(script), str(tmp_path / "student"), "--int8", "--validation_file", dev]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "not supported for task type 'token-classification'" in result.stderr
-    assert not (tmp_path / "student" / "int8").exists()
+    rows = _tagged_rows(24, seed=5)
+    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows)
+    dev = _write(tmp_path / "dev.conll", text + "\n")
+    onnx = __import__("importlib").util.find_spec("onnxruntime") is not None
+    out = export_main([str(tmp_path / "student"), "--int8", *(["--onnx"] if onnx else []), "--validation_file", dev,
+                       "--latency_examples", "4"])  # fmt: skip
+    by_name = {r["name"]: r for r in out}
+    student = by_name["student"]
+    assert student["metric"] == "f1" and 0.0 <= student["metric_value"] <= 1.0
+    # the float student scored as the metric scores it: its F1 from the same words computed directly
+    model = BertForTokenClassification.from_pretrained(tmp_path / "student").eval()
+    tokenizer = make_tokenizer()
+    gold, predicted = [], []
+    with torch.no_grad():
+        for r in rows:
+            enc = tokenizer(r["tokens"], is_split_into_words=True, return_tensors="pt")
+            tags = model(**enc).logits[0].argmax(-1).tolist()
+            seen, words = set(), []
+            for position, word in enumerate(enc.word_ids()):
+                if word is not None and word not in seen:
+                    seen.add(word)
+                    words.append(model.config.id2label[tags[position]])
+            gold.append(r["tags"])
+            predicted.append(words)
+    assert student["metric_value"] == pytest.approx(entity_scores(gold, predicted)["f1"], abs=1e-9)
+    assert student["agreement_with_student"] == 1.0
+    int8 = next(r for n, r in by_name.items() if "int8" in n)
+    assert (tmp_path / "student" / "int8" / "model.pt").is_file() and 0.5 <= int8["agreement_with_student"] <= 1.0
+    if onnx:  # fp32 in onnxruntime: the same tags
+        assert next(r for n, r in by_name.items() if "ONNX" in n)["agreement_with_student"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "student" / "exports.json").read_text())["examples"] == 24
+
+
+def _tagged_rows(n: int, seed: int):
+    """n sentences of 1 to 9 words, tags by a rule the tiny tagger can learn (w1 starts a K entity, w2 continues)."""
+    import random
+
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    tokens, tags = [], []
+    for _ in range(n):
+        words = [rng.choice(["w1", "w2", "w3", "w4"]) for _ in range(rng.randint(1, 9))]
+        tokens.append(words)
+        tags.append(["B-K" if w == "w1" else "I-K" if w == "w2" and i and words[i - 1] == "w1" else "O"
+                     for i, w in enumerate(words)])  # fmt: skip
+    return Dataset.from_dict({"tokens": tokens, "tags": tags})
+
+
+def _token_trainer(tmp_path, teacher, data, cache=None, **kw):
+    from distillkit import DistillConfig, DistillTrainer
+
+    args = DistillConfig(output_dir=str(tmp_path / "out"), report_to="none", per_device_train_batch_size=8,
+                         per_device_eval_batch_size=16, learning_rate=1e-3, logging_steps=1, save_strategy="no",
+                         seed=0, disable_tqdm=True, alpha=0.5, temperature=2.0,
+                         teacher_cache=str(cache) if cache else None, **kw)  # fmt: skip
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, num_labels=3, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, id2label=teacher.config.id2label,
+                        label2id=teacher.config.label2id)  # fmt: skip
+    return DistillTrainer(model=BertForTokenClassification(config), teacher=teacher, args=args, train_dataset=data,
+                          processing_class=make_tokenizer(), task_type="token-classification")  # fmt: skip
+
+
+def test_the_teacher_cache_holds_each_rows_token_logits_and_gives_the_live_losses(tmp_path):
+    from distillkit.cache import TokenLogits
+
+    _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
+    teacher = BertForTokenClassification.from_pretrained(tmp_path / "teacher").eval()
+    data = encode_words(_tagged_rows(40, seed=3), make_tokenizer(), teacher.config.label2id, max_seq_length=16)
+    data = data.remove_columns(["words", "truncated_words"])
+    cached = _token_trainer(tmp_path / "cached", teacher, data, tmp_path / "cache", max_steps=5)
+    store = cached._cached_logits
+    assert isinstance(store, TokenLogits) and len(store) == 40
+    assert store.lengths.tolist() == [len(ids) for ids in data["input_ids"]]  # each row's real tokens, no padding
+    with torch.no_grad():  # a row's cached logits are the teacher's on that row alone
+        for i in (0, 7, 39):
+            row = data[i]
+            alone = teacher(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            assert torch.allclose(store.row(i), alone, atol=1e-5)
+    batch = cached.data_collator([{**data[i], "distill_index": i} for i in (3, 5, 9)])
+    padded = store.padded(torch.tensor([3, 5, 9]), batch["attention_mask"])
+    assert padded.shape == (*batch["input_ids"].shape, 3) and bool((padded[batch["attention_mask"] == 0] == 0).all())
+    cached.train()
+    live = _token_trainer(tmp_path / "live", teacher, data, max_steps=5)
+    live.train()
+    for name in ("loss", "loss_kd", "loss_ce"):
+        a = [e[name] for e in live.state.log_history if name in e and "train_runtime" not in e]
+        b = [e[name] for e in cached.state.log_history if name in e and "train_runtime" not in e]
+        assert len(a) == len(b) == 5 and b == pytest.approx(a, rel=1e-4, abs=1e-6), name
+    # the cache read again: the same rows, and a batch of other lengths is refused clearly
+    again = _token_trainer(tmp_path / "again", teacher, data, tmp_path / "cache", max_steps=1)._cached_logits
+    assert torch.equal(again.flat, store.flat)
+    with pytest.raises(ValueError, match="do not fit this batch"):
+        store.padded(torch.tensor([3]), torch.ones(1, 40, dtype=torch.long))
+
+
+@pytest.mark.parametrize("kind", ["bert", "mpnet"])
+def test_a_tagger_pruned_to_its_full_size_gives_its_logits_and_a_smaller_cut_keeps_the_head(kind):
+    from transformers import DataCollatorForTokenClassification, MPNetConfig, MPNetForTokenClassification
+
+    from distillkit.students.importance import measure_importance
+    from distillkit.students.prune import PruneShape, parameter_count, prune
+
+    torch.manual_seed(0)
+    shape_kw = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=64, max_position_embeddings=64, num_labels=3)  # fmt: skip
+    teacher = (BertForTokenClassification(BertConfig(**shape_kw)) if kind == "bert"
+               else MPNetForTokenClassification(MPNetConfig(**shape_kw))).eval()  # fmt: skip
+    tokenizer = make_tokenizer()
+    data = encode_words(_tagged_rows(32, seed=4), tokenizer, {"O": 0, "B-K": 1, "I-K": 2}, max_seq_length=16)
+    rows = [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in data]
+    collate = DataCollatorForTokenClassification(tokenizer)
+    batches = [collate(rows[i : i + 8]) for i in range(0, 32, 8)]
+    scores = measure_importance(teacher, batches)
+    inputs = {k: batches[0][k] for k in ("input_ids", "attention_mask")}
+    full = prune(teacher, PruneShape(2, 4, 32, 64), scores).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(full(**inputs).logits, teacher(**inputs).logits, atol=1e-5, rtol=0)
+    small = prune(teacher, PruneShape(1, 2, 16, 32), scores)
+    assert type(small) is type(teacher) and small.classifier.weight.shape == (3, 16)  # the tag head on the kept width
+    task = get_task_type("token-classification")
+    count = parameter_count(teacher.config, PruneShape(1, 2, 16, 32), task, kind, pooler=False)
+    assert small.num_parameters() == count

@@ -20,6 +20,7 @@ import logging
 import sys
 
 from distillkit.cli import text_table
+from distillkit.recipe_benchmark import plan_task_type, run_recipe_benchmark
 from distillkit.sst2_benchmark import load_plan, run_benchmark, targets
 
 from . import invocation
@@ -61,8 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("onnx_ir", "onnxscript"):  # the ONNX export's graph passes log every rewrite
         logging.getLogger(name).setLevel(logging.WARNING)
     command = [*invocation("benchmark"), *(sys.argv[1:] if argv is None else argv)]
-    out, rows = run_benchmark(cli, command)
+    plan = load_plan(cli.plan, cli.profile)
+    if plan_task_type(plan) != "sequence-classification":  # token classification, ...: every run a recipe run
+        for student in plan["students"]:
+            student["seeds"] = cli.seeds or student["seeds"]
+        out, rows = run_recipe_benchmark(plan, cli, command)
+        goals = [(int(g["params"]), float(g["retained"])) for g in plan.get("targets", [])] or None
+    else:
+        out, rows = run_benchmark(cli, command)
+        goals = None
     cols = ["name", "variant", "parameters", "latency_fp32_ms", "latency_int8_ms", "accuracy", "retained", "kd_gain"]
     print(text_table(cols, [[r.get(c, "") for c in cols] for r in rows]))
-    print("\n".join(targets(rows)))
+    print("\n".join(targets(rows, goals)))
     print(f"written: {out / 'results.md'}, results.json, results.svg")

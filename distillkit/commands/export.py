@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from datasets import DatasetDict
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
 
 from distillkit.cli import text_table
@@ -30,14 +32,24 @@ from distillkit.tasks import resolve_task_type
 from . import command_name, invocation
 
 
-def _batches(features, tokenizer, size: int, names: list[str]) -> list[dict[str, torch.Tensor]]:
-    collate = DataCollatorWithPadding(tokenizer)
+def _batches(features, collate, size: int, names: list[str], labels: bool = False) -> list[dict[str, torch.Tensor]]:
+    """Padded batches of `names` (and `labels`, padded by the task's collator: -100 for a tagger's)."""
+    keep = [*names, "labels"] if labels else names
     out = []
     for i in range(0, len(features), size):
         rows = [features[j] for j in range(i, min(i + size, len(features)))]
-        batch = collate([{k: row[k] for k in names if k in row} for row in rows])
-        out.append({k: batch[k] for k in names})
+        batch = collate([{k: row[k] for k in keep if k in row} for row in rows])
+        out.append({k: batch[k] for k in keep})
     return out
+
+
+def _stack(arrays: list[np.ndarray], fill: float) -> np.ndarray:
+    """Batches joined along the rows; per-token arrays (batches of other lengths) padded to the longest first."""
+    if arrays[0].ndim >= 2 and len({a.shape[1] for a in arrays}) > 1:
+        width = max(a.shape[1] for a in arrays)
+        arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+                  for a in arrays]  # fmt: skip
+    return np.concatenate(arrays)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -72,25 +84,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     max_len = setting["max_seq_length"] or 128
 
     task_type = resolve_task_type(recipe.get("task_type"), AutoConfig.from_pretrained(directory))
-    task_type.check_features(["onnx_export"])  # measuring a student and its exports beside the teacher
+    if opts.int8 or opts.onnx:
+        task_type.check_features(["onnx_export"])
     tokenizer = AutoTokenizer.from_pretrained(directory)
     auto = task_type.auto_model_class()
     student = auto.from_pretrained(directory).eval()
-    raw = load_task_data(task, None, setting["validation_file"]) if setting["validation_file"] else load_task_data(task)
+    files = SimpleNamespace(train_file=None, validation_file=setting["validation_file"],
+                            tag_column=recipe.get("tag_column", -1))  # fmt: skip
+    raw = task_type.read_data(files)  # a task type's own files (CoNLL columns, ...), else csv / tsv / GLUE
+    if raw is None:
+        raw = load_task_data(task, None, files.validation_file) if files.validation_file else load_task_data(task)
     split = raw["validation"] if "validation" in raw else raw["train"]
     split = split.select(range(min(opts.max_eval_samples, len(split))))
 
-    def encode(tok: object, model: torch.nn.Module) -> tuple[np.ndarray, list, dict[int, list]]:
-        """Labels, metric batches and timing batches of the split in one model's own tokenization."""
-        features = tokenize_dataset(split, tok, text, pair, setting["label_column"] or "label", max_len,
-                                    label_encoder=task_type.label_encoder(student.config))  # fmt: skip
+    def encode(tok: object, model: torch.nn.Module) -> tuple[list, dict[int, list]]:
+        """Metric batches (with labels) and timing batches of the split in one model's own tokenization."""
+        own = task_type.encode(DatasetDict(validation=split), tok, student.config, max_len, False)
+        features = own["validation"] if own is not None else tokenize_dataset(
+            split, tok, text, pair, setting["label_column"] or "label", max_len,
+            label_encoder=task_type.label_encoder(student.config))  # fmt: skip
         names = [n for n in input_names(model) if n in features.column_names]
-        timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), tok, 1, names),
-                  32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), tok, 32,
+        collate = task_type.data_collator(tok) or DataCollatorWithPadding(tok)
+        timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), collate, 1, names),
+                  32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), collate, 32,
                                names)}  # fmt: skip
-        return np.asarray(features["labels"]), _batches(features, tok, 32, names), timing
+        return _batches(features, collate, 32, names, labels=True), timing
 
-    labels, eval_batches, timing = encode(tokenizer, student)
+    eval_batches, timing = encode(tokenizer, student)
     inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
 
     runners = []
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
             inputs["teacher"] = encode(teacher_tokenizer, teacher)[1:]
     runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
-    example = eval_batches[0]
+    example = {k: v for k, v in eval_batches[0].items() if k != "labels"}
     if opts.int8:
         runners.append(export_int8(student, example, os.path.join(directory, "int8")))
     if opts.onnx:
@@ -115,12 +135,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for runner in runners:
         batches, timed = inputs.get(runner.name, (eval_batches, timing))
-        logits = np.concatenate([runner.predict(b) for b in batches])
+        outputs = [runner.predict({k: v for k, v in b.items() if k != "labels"}) for b in batches]
+        labels = _stack([b["labels"].numpy() for b in batches], -100)
+        logits = _stack(outputs, 0.0)
         metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
         preds = task_type.predictions(logits, student.config)
+        if labels.ndim == 2 and preds.shape == labels.shape:  # per token: only the labelled positions are compared
+            preds = np.where(labels == -100, -100, preds)
         if runner.name == "student":
             reference = preds
-        metric_name, metric_value = next(iter(metrics.items()))
+        keys = task_type.score_keys()
+        metric_name = next((k for k in keys if k in metrics), next(iter(metrics)))
+        metric_value = metrics[metric_name]
         rows.append({
             "name": runner.name,
             "size_mb": dir_size_mb(runner.path) if runner.path else float("nan"),
@@ -132,7 +158,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         })  # fmt: skip
     for row in rows:
         preds = row.pop("preds")
-        row["agreement_with_student"] = task_type.agreement(preds, reference, student.config)
+        same = np.shape(preds) == np.shape(reference)  # a teacher with its own tokenization: not comparable
+        row["agreement_with_student"] = task_type.agreement(preds, reference, student.config) if same else float("nan")
         agreement = 100 * row["agreement_with_student"]
         row["metric_display"] = f"{row['metric_value']:.4f} (agrees with the student on {agreement:.1f}%)"
 
@@ -140,11 +167,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(text_table(header, [(r["name"], f"{r['size_mb']:.2f}", f"{r['latency_ms_batch1']:.2f}",
                                f"{r['latency_ms_batch32']:.2f}", f"{r['metric_value']:.4f}",
                                f"{100 * r['agreement_with_student']:.1f}%") for r in rows]))  # fmt: skip
-    note = (f"Measured by `{command_name('export')}` on {len(labels)} validation examples; latency is the median of "
+    note = (f"Measured by `{command_name('export')}` on {len(split)} validation examples; latency is the median of "
             f"repeated runs after a warm-up on {torch.get_num_threads()} CPU threads.")  # fmt: skip
     print(note)
     with open(os.path.join(directory, "exports.json"), "w", encoding="utf-8") as f:
-        json.dump({"threads": torch.get_num_threads(), "examples": len(labels), "rows": rows}, f, indent=2)
+        json.dump({"threads": torch.get_num_threads(), "examples": len(split), "rows": rows}, f, indent=2)
     if os.path.isfile(os.path.join(directory, CARD_INFO)):
         info = read_card_info(directory)
         write_card(directory, {**info, "exports": rows, "exports_metric": rows[0]["metric"], "exports_note": note})

@@ -68,10 +68,13 @@ def _mean_known(group: list[dict[str, Any]], key: str) -> float | None:
     return round(statistics.mean(values), 1) if values else None
 
 
-def targets(rows: list[dict[str, Any]]) -> list[str]:
+def targets(rows: list[dict[str, Any]], goals: list[tuple[int, float]] | None = None) -> list[str]:
+    """Each target (largest parameter count, score retained) met or missed, and the speed-up of the best small
+    student; `goals` defaults to the SST-2 plan's `TARGETS`."""
+    goals = goals or list(TARGETS)
     students = [r for r in rows if r["name"] != "teacher" and r["variant"] == "kd"]
     lines = []
-    for limit, goal in TARGETS:
+    for limit, goal in goals:
         fitting = [r for r in students if r["parameters"] <= limit]
         if not fitting:
             lines.append(f"- <= {limit / 1e6:g}M parameters, >= {goal:.0%} retained: no student of that size ran.")
@@ -82,19 +85,22 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
             f"- <= {limit / 1e6:g}M parameters, >= {goal:.0%} retained: best is {best['name']} "
             f"({best['parameters'] / 1e6:.1f}M) at {best['retained']:.1%}: {verdict}."
         )
-    small = [r for r in students if r["parameters"] <= TARGETS[0][0]]
+    small = [r for r in students if r["parameters"] <= goals[0][0]]
     if small:
         best = max(small, key=lambda r: r["accuracy"])
         verdict = "met" if best["speedup_fp32"] >= SPEEDUP_TARGET else f"missed ({best['speedup_fp32']:.1f}x < 10x)"
         lines.append(
-            f"- best small student (most accurate at <= 15M: {best['name']}) >= 10x faster than the teacher at "
-            f"batch 1 on the CPU: {best['speedup_fp32']:.1f}x (fp32), "
+            f"- best small student (most accurate at <= {goals[0][0] / 1e6:g}M: {best['name']}) >= 10x faster than "
+            f"the teacher at batch 1 on the CPU: {best['speedup_fp32']:.1f}x (fp32), "
             f"{rows[0]['latency_fp32_ms'] / best['latency_int8_ms']:.1f}x with its int8 export: {verdict}."
         )
     return lines
 
 
-def markdown(rows: list[dict[str, Any]], header: str) -> str:
+def markdown(rows: list[dict[str, Any]], header: str, metric: str = "accuracy",
+             goals: list[tuple[int, float]] | None = None) -> str:  # fmt: skip
+    """The table; `metric` names the score column (the rows keep it under `accuracy`)."""
+
     def pct(v):
         return "" if v is None else f"{100 * v:.1f}"
 
@@ -108,7 +114,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         spread = f" ± {100 * r['kd_gain_std']:.1f}" if r.get("kd_gain_std") is not None else ""
         return f"{100 * r['kd_gain']:+.1f}{spread}"
 
-    head = ["model", "variant", "params", "MB", "CPU ms fp32", "CPU ms int8", "accuracy %", "retained %",
+    head = ["model", "variant", "params", "MB", "CPU ms fp32", "CPU ms int8", f"{metric} %", "retained %",
             "KD gain (pts)", "seeds", "train ex", "epochs", "train s", "ex/s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -119,10 +125,10 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
                  "" if r.get("train_s") is None else f"{r['train_s']:.0f}",
                  str(r.get("train_examples_per_s") or "")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(targets(rows)) + "\n"
+    return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(targets(rows, goals)) + "\n"
 
 
-def svg_plot(rows: list[dict[str, Any]], title: str) -> str:
+def svg_plot(rows: list[dict[str, Any]], title: str, metric: str = "accuracy") -> str:
     """Two panels, accuracy against parameters and against CPU latency (log x), one point per model and variant."""
     width, height, pad = 420, 300, 50
     colours = {"teacher": "#222222", "kd": "#1f77b4", "baseline": "#ff7f0e"}
@@ -149,7 +155,7 @@ def svg_plot(rows: list[dict[str, Any]], title: str) -> str:
                      'fill="none" stroke="#999"/>')  # fmt: skip
         parts.append(f'<text x="{x0 + width / 2}" y="{height + 5}" text-anchor="middle">{label}</text>')
         parts.append(f'<text x="{x0 + 12}" y="{height / 2}" transform="rotate(-90 {x0 + 12} {height / 2})" '
-                     'text-anchor="middle">dev accuracy %</text>')  # fmt: skip
+                     f'text-anchor="middle">dev {metric} %</text>')  # fmt: skip
         for tick in range(y_lo, y_hi + 1, max(1, (y_hi - y_lo) // 5)):
             parts.append(f'<text x="{x0 + pad - 4}" y="{sy(tick) + 4:.1f}" text-anchor="end">{tick}</text>')
         for exp in range(math.floor(lo), math.ceil(hi) + 1):

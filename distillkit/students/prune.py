@@ -243,7 +243,9 @@ def prune_on_data(
     c = student.config
     shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
     labels = dataset["labels"] if "labels" in dataset.column_names else []
-    labelled = [i for i, y in enumerate(labels) if y == y and y != NO_LABEL]  # not the teacher-only rows (-100 / NaN)
+    # not the teacher-only rows (-100 / NaN; a tagged sentence: no tagged token)
+    labelled = [i for i, y in enumerate(labels)
+                if (any(t != NO_LABEL for t in y) if isinstance(y, list) else y == y and y != NO_LABEL)]  # fmt: skip
     if not labelled:
         raise ValueError("--student pruned scores the teacher's units on gold labels, and the training data has none.")
     rows = dataset.select(labelled[:samples])

@@ -35,7 +35,8 @@ class TokenClassification(TaskType):
     architecture_suffix = "ForTokenClassification"
     pipeline_tag = "token-classification"
     head_description = "token-classification"
-    features = frozenset({"presets", "teacher_layers", "layer_sharing", "teacher_stage", "intermediate_losses"})
+    features = frozenset({"presets", "teacher_layers", "layer_sharing", "teacher_stage", "intermediate_losses",
+                          "teacher_cache", "pruning", "onnx_export"})  # fmt: skip
     dataset_names = ("conll2003", "wnut_17")
 
     def __init__(self) -> None:
@@ -149,8 +150,9 @@ class TokenClassification(TaskType):
 
     def compute_metrics(self, config: Any, metric_names: tuple[str, ...] | None = None,
                         metric_source: str | None = None) -> Callable[[Any], dict[str, float]]:  # fmt: skip
-        """Entity precision / recall / F1 (micro) and per type; the words of validation sentences cut off by
-        truncation (known from `encode`) are scored as predicted O against their gold tags."""
+        """Entity precision / recall / F1 (micro) and per type, and token accuracy over words; the words of
+        validation sentences cut off by truncation (known from `encode`) are scored as predicted O against their
+        gold tags."""
         names = self.label_names(config)
 
         def compute(eval_pred: Any) -> dict[str, float]:
@@ -159,7 +161,11 @@ class TokenClassification(TaskType):
             )
             gold, predicted = self.word_tags(np.asarray(logits), np.asarray(eval_pred.label_ids), names)
             compute.last_summary = {"sentences": float(len(gold))}
-            return entity_scores(gold, predicted)
+            words = sum(len(g) for g in gold)
+            right = sum(a == b for g, p in zip(gold, predicted) for a, b in zip(g, p))
+            # token accuracy beside the entity scores: every word, cut-off ones as predicted O ("O" words count
+            # too, which is why it is high on any tagger: entity F1 is the score)
+            return {**entity_scores(gold, predicted), "accuracy": right / words if words else 0.0}
 
         compute.last_summary = None
         return compute
@@ -168,10 +174,14 @@ class TokenClassification(TaskType):
         return np.asarray(logits).argmax(-1)
 
     def agreement(self, predictions: Any, reference: Any, config: Any) -> float:
-        return float(np.mean(np.asarray(predictions) == np.asarray(reference)))
+        """The share of labelled positions (each word's first sub-word) where both predict the same tag; positions
+        marked -100 in `reference` (special tokens, later sub-words, padding) are not counted."""
+        predictions, reference = np.asarray(predictions), np.asarray(reference)
+        counted = reference != IGNORE
+        return float(np.mean(predictions[counted] == reference[counted])) if counted.any() else 1.0
 
     def check_teacher(self, summary: Mapping[str, float] | None, allow_weak: bool, teacher_dir: str) -> list[str]:
         return []
 
     def score_keys(self) -> tuple[str, ...]:
-        return ("f1", "precision", "recall")
+        return ("f1", "precision", "recall", "accuracy")

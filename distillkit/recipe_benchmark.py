@@ -1,0 +1,266 @@
+"""A benchmark for any task type whose every run is an ordinary `DistillRecipe` run on the task's files (the
+CoNLL-2003 and WNUT-17 plans: `recipes/conll2003/benchmark.yaml`). The SST-2 benchmark (`sst2_benchmark/`) shares
+one tokenization between its runs; this one trades that for generality: each run reads and encodes its files
+itself, exactly as `distillkit distill` does, which costs seconds on data of this size.
+
+- The teacher: the plan's teacher through the teacher stage (`teacher_recipe`), once, into `<out>/teacher`.
+- Each student of the plan, each seed, twice: distilled ("kd") and as its hard-label baseline ("baseline": the same
+  student and initialisation, alpha 0, no intermediate losses, the teacher never run). A distilled run whose losses
+  read only the teacher's logits uses a teacher cache shared by the runs on the same training rows and tokenizer.
+- Each finished run writes `runs/<name>/<variant>-seed<k>.json`: a stopped benchmark started again skips what is
+  done and trains an unfinished run again from its start (runs are minutes long).
+- The score is the task type's first `score_keys()` (entity F1 for token classification); `retained` is the
+  student's score over the teacher's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import INTERMEDIATE_WEIGHTS
+from .loading import load_tokenizer
+from .recipe import DistillRecipe
+from .recipes import parse_args
+from .resilience import atomic_write_text
+from .sst2_benchmark.measure import cpu_latencies, machine, weights_mb
+from .sst2_benchmark.plan import PLAN_KEYS, flag_list, local_name
+from .sst2_benchmark.report import markdown, summarize, svg_plot, targets
+from .tasks import get_task_type
+
+logger = logging.getLogger("benchmark")
+
+LATENCY_PROBE = 32  # validation sentences timed one at a time
+
+
+def plan_task_type(plan: dict[str, Any]) -> str:
+    return plan.get("task_type") or "sequence-classification"
+
+
+class RecipeBench:
+    def __init__(self, plan: dict[str, Any], cli: argparse.Namespace):
+        self.plan, self.cli = plan, cli
+        self.out = Path(cli.out)
+        self.task_type = get_task_type(plan_task_type(plan))
+        self.metric = self.task_type.score_keys()[0]
+        self.files = ["--train_file", cli.train_file or "", "--validation_file", cli.validation_file or ""]
+        if not cli.train_file:  # a hub data set (--task in the recipes)
+            self.files = []
+        self.goals = [(int(g["params"]), float(g["retained"])) for g in plan.get("targets", [])] or None
+
+    def flags(self, recipe: str, extra: dict[str, Any]) -> list[str]:
+        flags = ["--config", recipe, "--report_to", "none", "--save_strategy", "no", *self.files]
+        if self.cli.use_cpu:
+            flags += ["--use_cpu", "true"]
+        if self.cli.max_steps:
+            flags += ["--max_steps", str(self.cli.max_steps)]
+        if self.cli.max_eval_samples:
+            flags += ["--max_eval_samples", str(self.cli.max_eval_samples)]
+        return flags + flag_list(extra)
+
+    # -- the teacher ---------------------------------------------------------------------------------------------
+
+    def teacher(self) -> dict[str, Any]:
+        """The teacher stage of the plan's teacher, done once (resumed from its checkpoints), then read."""
+        record_path = self.out / "teacher.json"
+        self.teacher_dir = str(self.out / "teacher")
+        if record_path.is_file() and (self.out / "teacher" / "config.json").is_file():
+            return json.loads(record_path.read_text())
+        if self.cli.report_only:
+            raise FileNotFoundError(f"{record_path}: no teacher yet; run the benchmark without --report_only first.")
+        name = local_name(self.cli.teacher or self.plan["teacher"], self.cli.local_models)
+        overrides = {k: v for k, v in self.plan["overrides"].items() if k not in PLAN_KEYS}
+        samples = self.cli.teacher_train_samples or self.plan["overrides"].get("teacher_train_samples")
+        extra = {**overrides, "teacher": name, "student": "tiny"}  # the student is not trained here
+        if samples:
+            extra["max_train_samples"] = samples
+        flags = self.flags(self.plan["teacher_recipe"], extra)
+        flags += ["--output_dir", str(self.out), "--save_strategy", "steps", "--save_steps", "100"]
+        recipe = DistillRecipe(*parse_args(flags), command=[])
+        recipe.check_arguments()
+        recipe.load_data()
+        recipe.resume = None
+        recipe.load_teachers()
+        recipe.build_student()
+        recipe.tokenize()
+        recipe.check()
+        start = time.perf_counter()
+        needs_stage = recipe.setups[0].needs_stage
+        if needs_stage:  # a stopped stage goes on from its checkpoint
+            recipe.args.resume_from_checkpoint = "auto"
+            recipe.teacher_stage()
+            metrics = recipe.result.teacher_metrics
+        else:  # already fine-tuned: a copy, so that the students read one folder
+            recipe.teacher.save_pretrained(self.teacher_dir)
+            recipe.tokenizer.save_pretrained(self.teacher_dir)
+            from .metrics import evaluate_model
+
+            collator = self.task_type.data_collator(recipe.tokenizer)
+            metrics = evaluate_model(recipe.teacher, recipe.tokenizer, recipe.teacher_data["validation"], recipe.args,
+                                     recipe.compute_metrics, prefix="teacher_eval", data_collator=collator)  # fmt: skip
+        model = recipe.teacher
+        seconds = getattr(model, "distillkit_train_seconds", None) or time.perf_counter() - start
+        epochs = recipe.teacher_args.teacher_num_train_epochs
+        rows = len(recipe.raw["train"])
+        record = {
+            "name": "teacher",
+            "model": Path(name).name if os.path.isdir(name) else name,  # no machine paths in the results
+            "variant": "fine-tuned" if needs_stage else "given",
+            "parameters": model.num_parameters(),
+            "size_mb": weights_mb(self.teacher_dir),
+            **self.scores(metrics, "teacher_eval_"),
+            "train_examples": rows if needs_stage else 0,
+            "epochs": epochs if needs_stage else 0,
+            "train_s": round(seconds, 1) if needs_stage else 0.0,
+            "train_examples_per_s": round(rows * epochs / seconds, 1) if needs_stage else None,
+            "machine": machine(),
+            **self.latencies(model, recipe.tokenizer, recipe),
+        }
+        atomic_write_text(str(record_path), json.dumps(record, indent=2))
+        del recipe, model
+        gc.collect()
+        return record
+
+    def scores(self, metrics: dict[str, float], prefix: str) -> dict[str, Any]:
+        """The run's scores: the headline metric under its own name and as `accuracy` (the report's key), plus
+        every other score the task type reports (per entity type for token classification)."""
+        found = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+        if self.metric not in found:
+            raise KeyError(f"no {prefix}{self.metric} in the run's metrics {sorted(metrics)}")
+        timing = ("runtime", "_time", "_per_second", "loss")
+        keep = {k: round(v, 4) for k, v in found.items() if isinstance(v, float) and not k.endswith(timing)}
+        return {"accuracy": round(found[self.metric], 4), "scores": keep}
+
+    def probe_texts(self, recipe: DistillRecipe) -> list[str]:
+        raw = recipe.raw["validation"]
+        column = "tokens" if "tokens" in raw.column_names else recipe.text_column
+        rows = raw[column][:LATENCY_PROBE]
+        return [" ".join(r) if isinstance(r, list) else str(r) for r in rows]
+
+    def latencies(self, model: Any, tokenizer: Any, recipe: DistillRecipe) -> dict[str, float]:
+        return cpu_latencies(model, tokenizer, self.probe_texts(recipe), recipe.data_args.max_seq_length)
+
+    # -- the students --------------------------------------------------------------------------------------------
+
+    def cache_dir(self, spec: dict[str, Any], flags: list[str]) -> str:
+        """One teacher cache per training data: the rows and the student's tokenization (the flags that change them)."""
+        model_args, data_args, _, _ = parse_args(flags)
+        key = json.dumps([data_args.max_train_samples, model_args.trim_vocab, model_args.trim_vocab_min_count,
+                          data_args.augment, data_args.unlabeled_file, data_args.max_seq_length,
+                          data_args.label_all_subwords,
+                          model_args.student if os.path.isdir(model_args.student) else None])  # fmt: skip
+        return str(self.out / "teacher_cache" / hashlib.sha256(key.encode()).hexdigest()[:12])
+
+    def student_run(self, spec: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
+        path = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        run_dir = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}"
+        if run_dir.exists():  # an unfinished run: trained again from its start
+            shutil.rmtree(run_dir)
+        samples = self.cli.train_samples or spec.get("train_samples")
+        flags = self.flags(spec["recipe"], {**spec["flags"], **({"max_train_samples": samples} if samples else {})})
+        flags += ["--teacher", self.teacher_dir, "--output_dir", str(run_dir), "--seed", str(seed)]
+        model_args, data_args, teacher_args, args = parse_args(flags)
+        model_args.student = local_name(model_args.student, self.cli.local_models)
+        if variant == "baseline":  # the gold labels alone: plain fine-tuning of the same student
+            args.alpha, args.extra_losses, args.intermediate_epochs = 0.0, [], 0.0
+            data_args.augment, data_args.unlabeled_file = 0, None
+            for weight in INTERMEDIATE_WEIGHTS:
+                setattr(args, weight, 0.0)
+        elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache:
+            args.teacher_cache = self.cache_dir(spec, flags)  # logits only: scored once for every run on the rows
+        recipe = DistillRecipe(model_args, data_args, teacher_args, args, command=[])
+        result = recipe.run()
+        student = recipe.trainer.model
+        seconds = result.metrics.get("train_runtime")
+        record = {
+            "name": spec["name"],
+            "model": Path(model_args.student).name,
+            "variant": variant,
+            "seed": seed,
+            "architecture": type(student).__name__,
+            "parameters": student.num_parameters(),
+            "size_mb": weights_mb(str(run_dir)),
+            **self.scores(result.metrics, "eval_"),
+            "pruned": recipe.prune_report is not None,
+            "train_examples": len(recipe.data["train"]),
+            "labelled_examples": len(recipe.raw["train"]),
+            "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
+            "steps": recipe.trainer.state.global_step,
+            "train_s": round(seconds, 1) if seconds else None,
+            "train_examples_per_s": round(recipe.trainer.state.global_step * args.train_batch_size / seconds, 1)
+            if seconds
+            else None,
+            "anchor": spec.get("anchor"),
+            "machine": machine(),
+            "losses": recipe.trainer.loss_weights,
+            "vocabulary": recipe.trimmed.report() if recipe.trimmed is not None else None,
+            "initialisation": getattr(student, "distillkit_init_notes", []),
+            "teacher_cache": bool(args.teacher_cache),
+            **self.latencies(student, recipe.student_tokenizer, recipe),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(str(path), json.dumps(record, indent=2))
+        del recipe, student, result
+        gc.collect()
+        return record
+
+    def students(self, only: list[str] | None) -> list[dict[str, Any]]:
+        records = []
+        for spec in self.plan["students"]:
+            if only and spec["name"] not in only:
+                continue
+            variants = ["kd", "baseline"] if spec.get("baseline", True) is True else ["kd"]
+            for seed in spec["seeds"]:
+                for variant in variants:
+                    if self.cli.report_only:
+                        path = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}.json"
+                        records += [json.loads(path.read_text())] if path.is_file() else []
+                        continue
+                    logger.info("student %s, %s, seed %d", spec["name"], variant, seed)
+                    records.append(self.student_run(spec, variant, seed))
+        return records
+
+
+def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: list[str]):
+    """Run the plan (or, with --report_only, read what is done); write results.json, results.md and results.svg
+    into --out. Returns (the output folder, the table's rows)."""
+    bench = RecipeBench(plan, cli)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter()
+    teacher = bench.teacher()
+    runs = bench.students(cli.only)
+    baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
+    rows = summarize(teacher, runs, baselines)
+    for row, spec in ((r, s) for r in rows for s in plan["students"] if s["name"] == r["name"]):
+        row["anchor"] = row.get("anchor") or spec.get("anchor")
+        row["command"] = spec.get("command")
+    label = plan.get("metric_label", bench.metric)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cli.use_cpu else "CPU"
+    header = (
+        f"{plan.get('title', 'benchmark')}; score: {label}; profile {cli.profile or 'none'}; trained on {device}, "
+        f"{os.cpu_count()} CPU cores ({machine()['cpu']}); latency: batch 1 on the CPU, {torch.get_num_threads()} "
+        f"threads, {LATENCY_PROBE} validation sentences. Command: {shlex.join(command)}"
+    )
+    goals = bench.goals
+    result = {"header": header, "metric": bench.metric, "teacher": teacher, "rows": rows, "runs": runs,
+              "targets": targets(rows, goals), "wall_s": round(time.perf_counter() - wall, 1)}  # fmt: skip
+    atomic_write_text(str(bench.out / "results.json"), json.dumps(result, indent=2))
+    atomic_write_text(str(bench.out / "results.md"), markdown(rows, header, label, goals))
+    atomic_write_text(str(bench.out / "results.svg"), svg_plot(rows, plan.get("title", ""), label))
+    return bench.out, rows
+
+
+__all__ = ["RecipeBench", "load_tokenizer", "plan_task_type", "run_recipe_benchmark"]
