@@ -233,9 +233,9 @@ def load_or_build(
             out[torch.tensor(batch_rows) - rows.start] = logits
         if token_rows:
             ordered = [token_rows[row] for row in rows]
-            flat, lengths = torch.cat(ordered), torch.tensor([len(r) for r in ordered])
-            _write_shard(directory, shard, flat, lengths)
-            pieces.append({"logits": flat, "lengths": lengths})
+            flat, row_sizes = torch.cat(ordered), torch.tensor([len(r) for r in ordered])
+            _write_shard(directory, shard, flat, row_sizes)
+            pieces.append({"logits": flat, "lengths": row_sizes})
         else:
             _write_shard(directory, shard, out)
             pieces.append({"logits": out})

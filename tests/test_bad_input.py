@@ -118,6 +118,21 @@ CASES = [
         r"minilm_heads=3 must divide both widths \{'student': 16, 'teacher': 32\}",
     ),
 ]
+# token classification (a tagger teacher, CoNLL files): each names the file and the line where there is one
+TAGGER = {"--teacher": "{tagger}", "--train_file": "{good_conll}"}
+CASES += [
+    ("token file: a line of another width", {**TAGGER, "--train_file": "{ragged_conll}"},
+     r"ragged.conll, line 3 has 2 columns, the file's other lines 3"),
+    ("token file: a tag outside the teacher's set", {**TAGGER, "--train_file": "{new_tag_conll}"},
+     r"\['B-NEW'\] are outside the teacher's label set \['B-K', 'I-K', 'O'\]"),
+    ("token file: a tag that is no IOB tag", {**TAGGER, "--train_file": "{bad_tag_conll}"},
+     r"bad_tag.conll, line 2: tag 'K' is neither O nor B-/I- followed by a type"),
+    ("token file: no sentences", {**TAGGER, "--train_file": "{docstart_conll}"}, r"docstart.conll' holds no sentences"),
+    ("token file: tag column out of range", {**TAGGER, "--tag_column": "4"},
+     r"--tag_column 4 is out of range: .*good.conll has 3 columns"),
+    ("token task: a feature it does not offer", {**TAGGER, "--trim_vocab": "true"},
+     r"not supported for task type 'token-classification'"),
+]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
         ("tensorboard not installed", {"--report_to": "tensorboard"}, r"--report_to tensorboard: tensorboard is not "
@@ -152,7 +167,24 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     from transformers import BertModel
 
     BertModel(tiny_bert().config).save_pretrained(tmp / "base")
+    from transformers import BertForTokenClassification
+
+    from .conftest import make_tokenizer
+
+    tags = ("O", "B-K", "I-K")
+    tagger = BertForTokenClassification(tiny_bert(num_labels=3).config)
+    tagger.config.id2label, tagger.config.label2id = dict(enumerate(tags)), {t: i for i, t in enumerate(tags)}
+    tagger.config.architectures = ["BertForTokenClassification"]
+    tagger.save_pretrained(tmp / "tagger")
+    make_tokenizer().save_pretrained(tmp / "tagger")
+    (tmp / "good.conll").write_text("w1 X B-K\nw2 X I-K\nw3 X O\n\nw4 X O\n")
+    (tmp / "ragged.conll").write_text("w1 X B-K\nw2 X I-K\nw3 O\n")
+    (tmp / "new_tag.conll").write_text("w1 X B-NEW\nw2 X O\n")
+    (tmp / "bad_tag.conll").write_text("w1 X O\nw2 X K\n")
+    (tmp / "docstart.conll").write_text("-DOCSTART- -X- O\n\n")
+    conll = {name: tmp / f"{name}.conll" for name in ("good", "ragged", "new_tag", "bad_tag", "docstart")}
     return {
+        "tagger": tmp / "tagger", **{f"{k}_conll": v for k, v in conll.items()},
         "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",
         "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",

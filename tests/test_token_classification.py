@@ -313,6 +313,19 @@ def test_the_teacher_cache_holds_each_rows_token_logits_and_gives_the_live_losse
     assert torch.equal(again.flat, store.flat)
     with pytest.raises(ValueError, match="do not fit this batch"):
         store.padded(torch.tensor([3]), torch.ones(1, 40, dtype=torch.long))
+    # in several shards (40 rows, 16 a shard), written and read back: the same rows in order
+    from distillkit.cache import load_or_build
+
+    def forward(batch):
+        return teacher(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+
+    sharded = load_or_build(str(tmp_path / "sharded"), forward, teacher, make_tokenizer(), data, cached.data_collator,
+                            batch_size=8, shard_size=16, progress=False)  # fmt: skip
+    assert len(list((tmp_path / "sharded").glob("logits-*.safetensors"))) == 3
+    assert torch.equal(sharded.lengths, store.lengths) and torch.allclose(sharded.flat, store.flat, atol=1e-5)
+    reread = load_or_build(str(tmp_path / "sharded"), forward, teacher, make_tokenizer(), data, cached.data_collator,
+                           batch_size=8, shard_size=16, progress=False)  # fmt: skip
+    assert torch.equal(reread.flat, sharded.flat)
 
 
 @pytest.mark.parametrize("kind", ["bert", "mpnet"])
