@@ -14,8 +14,10 @@ class DistillCollator:
     and student tokenize differently) are padded separately with the teacher's tokenizer and keep their prefix, so
     one batch carries both encodings of the same examples, row for row."""
 
-    def __init__(self, tokenizer: Any, teacher_tokenizer: Any = None, pad_to_multiple_of: int | None = None):
-        self.student = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    def __init__(self, tokenizer: Any, teacher_tokenizer: Any = None, pad_to_multiple_of: int | None = None,
+                 student_collator: Any = None):  # fmt: skip
+        # the student's columns: the task type's collator where it has one (a tagger's pads its labels with -100)
+        self.student = student_collator or DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
         # {column prefix: tokenizer}: one teacher's ("teacher_"), or an ensemble's members' ("teacher_2_", ...)
         others = teacher_tokenizer if isinstance(teacher_tokenizer, dict) else {TEACHER_PREFIX: teacher_tokenizer}
         self.teachers = {

@@ -29,6 +29,7 @@ from .checks import (
 from .cli import invocation
 from .config import DistillConfig
 from .data import member_prefix, tokenize_dataset
+from .students.vocab import with_teacher_ids
 from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
 from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
@@ -200,11 +201,19 @@ class DistillRecipe:
         if model_args.trim_vocab:  # the student's own tokenizer: the teacher's, cut to the training text's tokens
             check_trim(model_args, args, self.ensemble, self.cross)
             texts, pairs = training_texts(self.raw["train"], self.extra, self.text_column, self.pair_column)
+            texts = [" ".join(t) if isinstance(t, list) else t for t in texts]  # a tagger's words: the same tokens
             self.trimmed = trim_vocabulary(self.tokenizer, texts, pairs, model_args.trim_vocab_min_count)
             self.student_tokenizer, self.cross, self.own_columns = self.trimmed.tokenizer, True, self.tokenizer
             self.data_report["vocabulary"] = self.trimmed.report()
         own = self.own_columns
-        data = tokenize_dataset(self.raw, self.student_tokenizer, **encode, teacher_tokenizer=own) if own else None
+        own_encoding = None
+        if own and self.trimmed is not None:  # a task type's own encoding (a tagger's words), or None
+            own_encoding = self.task_type.encode(self.raw, self.student_tokenizer, self.teacher.config,
+                                                 data_args.max_seq_length, data_args.label_all_subwords)  # fmt: skip
+        if own_encoding is not None:  # the teacher reads the student's tokens in its own ids: positions match
+            data = with_teacher_ids(own_encoding, self.trimmed.kept_ids)
+        else:
+            data = tokenize_dataset(self.raw, self.student_tokenizer, **encode, teacher_tokenizer=own) if own else None
         self.data = data or self.teacher_data
         if self.extra is not None:  # rows for the distillation terms only: no gold label
             train = with_teacher_only_rows(self.data["train"], self.extra, self.student_tokenizer, encode,

@@ -112,7 +112,9 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
                     "processing_class=student_tokenizer and teacher_processing_class=teacher_tokenizer, so that "
                     "each encoding is padded with its own pad token."
                 )
-            kwargs["data_collator"] = DistillCollator(kwargs["processing_class"], teacher_tokenizer)
+            own = self.task_type.data_collator(kwargs["processing_class"])
+            kwargs["data_collator"] = DistillCollator(kwargs["processing_class"], teacher_tokenizer,
+                                                      student_collator=own)  # fmt: skip
         # two stages: {stage: its weights}; the first stage's length is known when training starts
         self.stage_weights = {st: args.loss_weights(st) for st in STAGES} if args.intermediate_epochs > 0 else None
         self.stage1_steps = 0

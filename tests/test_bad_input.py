@@ -130,7 +130,7 @@ CASES += [
     ("token file: no sentences", {**TAGGER, "--train_file": "{docstart_conll}"}, r"docstart.conll' holds no sentences"),
     ("token file: tag column out of range", {**TAGGER, "--tag_column": "4"},
      r"--tag_column 4 is out of range: .*good.conll has 3 columns"),
-    ("token task: a feature it does not offer", {**TAGGER, "--trim_vocab": "true"},
+    ("token task: a feature it does not offer", {**TAGGER, "--teacher_lora_r": "4"},
      r"not supported for task type 'token-classification'"),
 ]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees

@@ -176,7 +176,7 @@ def _tiny_tagger(path: Path, tags: tuple[str, ...]) -> None:
         ("w1 O\nw2 B-NEW\n", [], r"\['B-NEW'\] are outside the teacher's label set \['B-K', 'I-K', 'O'\]"),
         (
             "w1 O\nw2 B-K\n",
-            ["--trim_vocab", "true"],
+            ["--teacher_lora_r", "4"],
             r"not supported for task type 'token-classification'",
         ),  # fmt: skip
         ("w1 O\nw2 B-K\n", ["--augment", "1", "--alpha", "0.5"], r"augment.* not supported"),
@@ -355,3 +355,45 @@ def test_a_tagger_pruned_to_its_full_size_gives_its_logits_and_a_smaller_cut_kee
     task = get_task_type("token-classification")
     count = parameter_count(teacher.config, PruneShape(1, 2, 16, 32), task, kind, pooler=False)
     assert small.num_parameters() == count
+
+
+def test_a_tagger_with_a_trimmed_vocabulary_trains_reads_its_own_tokens_and_loads_without_distillkit(tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
+    rows = _tagged_rows(40, seed=6)
+    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
+    train = _write(tmp_path / "train.conll", text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--teacher", str(tmp_path / "teacher"), "--student", "custom",
+           "--num_layers", "1", "--hidden_size", "16", "--num_heads", "2", "--trim_vocab", "true", "--train_file",
+           train, "--validation_file", train, "--output_dir", str(out), "--num_train_epochs", "1",
+           "--per_device_train_batch_size", "8", "--teacher_cache", str(tmp_path / "cache"), "--report_to", "none"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    student = AutoModelForTokenClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    teacher_vocab = len(make_tokenizer())
+    # the words of the training text (w1..w4) and the single characters and special tokens, not the whole vocabulary
+    assert student.config.vocab_size == len(tokenizer) < teacher_vocab
+    assert student.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert "f1" in " ".join(json.loads((out / "eval_results.json").read_text()))
+    report = json.loads((out / "data_report.json").read_text())["vocabulary"]
+    assert report["vocab_size"] == len(tokenizer)
+
+
+def test_with_a_trimmed_vocabulary_the_teacher_reads_the_students_tokens_position_for_position():
+    from distillkit.students.vocab import trim_vocabulary, with_teacher_ids
+
+    teacher_tok = make_tokenizer()
+    rows = _tagged_rows(20, seed=7)
+    trimmed = trim_vocabulary(teacher_tok, [" ".join(w) for w in rows["tokens"]], None, 1)
+    data = encode_words(rows, trimmed.tokenizer, {"O": 0, "B-K": 1, "I-K": 2}, max_seq_length=16)
+    both = with_teacher_ids(data, trimmed.kept_ids)
+    for row in both:
+        student_tokens = trimmed.tokenizer.convert_ids_to_tokens(row["input_ids"])
+        assert teacher_tok.convert_ids_to_tokens(row["teacher_input_ids"]) == student_tokens
+        assert row["teacher_attention_mask"] == row["attention_mask"]
+    # on the counted text, that is the teacher's own tokenization
+    own = encode_words(rows, teacher_tok, {"O": 0, "B-K": 1, "I-K": 2}, max_seq_length=16)
+    assert both["teacher_input_ids"] == own["input_ids"] and both["labels"] == own["labels"]

@@ -248,3 +248,23 @@ def trim_embeddings(model: PreTrainedModel, kept_ids: Iterable[int]) -> PreTrain
     notes = list(getattr(model, "distillkit_init_notes", []))
     model.distillkit_init_notes = [*notes, f"vocabulary trimmed to {len(kept):,} tokens (embedding rows kept)"]
     return model
+
+
+def with_teacher_ids(data: Any, kept_ids: Sequence[int]) -> Any:
+    """Rows in the trimmed vocabulary's ids, with the teacher's ids of the same tokens beside them
+    (`teacher_input_ids`, `teacher_attention_mask`, `teacher_token_type_ids`): new id i is old id `kept_ids[i]`.
+
+    For task types that encode their own rows (a tagger's words, whose labels sit on sub-word positions), the
+    teacher reads exactly the student's tokens, so that its logits fall on the same positions. On the text the
+    vocabulary was counted on that is the teacher's own tokenization (checked by `trim_vocabulary`); on other text
+    a word the trimmed vocabulary lacks reaches the teacher as the same smaller pieces the student reads."""
+    kept = list(kept_ids)
+
+    def add(batch: dict[str, list]) -> dict[str, list]:
+        out = {"teacher_input_ids": [[kept[i] for i in ids] for ids in batch["input_ids"]],
+               "teacher_attention_mask": batch["attention_mask"]}  # fmt: skip
+        if "token_type_ids" in batch:
+            out["teacher_token_type_ids"] = batch["token_type_ids"]
+        return out
+
+    return data.map(add, batched=True, desc="teacher ids")

@@ -36,7 +36,7 @@ class TokenClassification(TaskType):
     pipeline_tag = "token-classification"
     head_description = "token-classification"
     features = frozenset({"presets", "teacher_layers", "layer_sharing", "teacher_stage", "intermediate_losses",
-                          "teacher_cache", "pruning", "onnx_export"})  # fmt: skip
+                          "teacher_cache", "pruning", "onnx_export", "vocab_trimming"})  # fmt: skip
     dataset_names = ("conll2003", "wnut_17")
 
     def __init__(self) -> None:
