@@ -29,7 +29,6 @@ from .checks import (
 from .cli import invocation
 from .config import DistillConfig
 from .data import member_prefix, tokenize_dataset
-from .students.vocab import with_teacher_ids
 from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
 from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
@@ -51,7 +50,7 @@ from .recipe_steps import (
 from .resilience import StopOnSignal, finished_run, resolve_resume, resume_requested
 from .run_teachers import ensemble_scores, load_teachers, member_tokenizers, pick_student_tokenizer, stage_members
 from .students import format_size_table, size_report
-from .students.vocab import trim_embeddings, trim_vocabulary
+from .students.vocab import trim_embeddings, trim_vocabulary, with_teacher_ids
 from .teacher_stage import finetune_teacher
 from .trainer import DistillTrainer
 

@@ -365,10 +365,36 @@ def test_a_tagger_with_a_trimmed_vocabulary_trains_reads_its_own_tokens_and_load
     text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
     train = _write(tmp_path / "train.conll", text)
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--teacher", str(tmp_path / "teacher"), "--student", "custom",
-           "--num_layers", "1", "--hidden_size", "16", "--num_heads", "2", "--trim_vocab", "true", "--train_file",
-           train, "--validation_file", train, "--output_dir", str(out), "--num_train_epochs", "1",
-           "--per_device_train_batch_size", "8", "--teacher_cache", str(tmp_path / "cache"), "--report_to", "none"]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--teacher",
+        str(tmp_path / "teacher"),
+        "--student",
+        "custom",
+        "--num_layers",
+        "1",
+        "--hidden_size",
+        "16",
+        "--num_heads",
+        "2",
+        "--trim_vocab",
+        "true",
+        "--train_file",
+        train,
+        "--validation_file",
+        train,
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--teacher_cache",
+        str(tmp_path / "cache"),
+        "--report_to",
+        "none",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     student = AutoModelForTokenClassification.from_pretrained(out)
