@@ -15,6 +15,9 @@ generator), never emits the original or a duplicate, and is cached: a jsonl file
 texts, the settings and the candidate source.
 
 The new rows have no gold label: the teacher labels them (like unlabeled text they feed the distillation terms only).
+
+Tagged sentences (token classification) are augmented by `augment_tagged`: only words tagged `O` are replaced, one
+word for one word, so every entity and every tag stays where it was and the new sentences keep their gold tags.
 """
 
 from __future__ import annotations
@@ -249,3 +252,66 @@ def augment_cached(
     os.makedirs(cache_dir, exist_ok=True)
     atomic_write_text(path, json.dumps({"texts": new_texts, "pairs": new_pairs, "origin": origin}))
     return new_texts, new_pairs, origin
+
+
+def augment_tagged(
+    tokens: Sequence[Sequence[str]],
+    tags: Sequence[Sequence[str]],
+    source: Any,
+    n: int,
+    p: float = 0.4,
+    seed: int = 0,
+    max_tries: int = 5,
+) -> tuple[list[list[str]], list[list[str]], list[int]]:
+    """Up to `n` new versions of every tagged sentence, replacing only words tagged `O` (each with probability `p`,
+    the same substitute for the same word within a sentence); returns (words, tags, index of each one's original).
+    The tags are the original's: no entity word changes, and one word becomes one word."""
+    check_augment(n, p)
+    source.prepare({k for sentence, labels in zip(tokens, tags) for w, t in zip(sentence, labels)
+                    if t == "O" and (k := source.key(w)) is not None})  # fmt: skip
+    out_tokens, out_tags, origin = [], [], []
+    for i, (sentence, labels) in enumerate(zip(tokens, tags)):
+        rng = random.Random(f"{seed}:{i}")
+        seen, made = {tuple(sentence)}, 0
+        for _ in range(n * max_tries):
+            if made >= n:
+                break
+            chosen: dict[str, str | None] = {}
+            new = list(sentence)
+            for j, (word, tag) in enumerate(zip(sentence, labels)):
+                key = source.key(word) if tag == "O" else None
+                if key is None:
+                    continue
+                if key not in chosen:
+                    options = source.candidates(key, sentence, j) if rng.random() < p else []
+                    chosen[key] = rng.choice(options) if options else None
+                if chosen[key] is not None:
+                    new[j] = _match_case(word, chosen[key])
+            if tuple(new) not in seen:
+                seen.add(tuple(new))
+                made += 1
+                out_tokens.append(new)
+                out_tags.append(list(labels))
+                origin.append(i)
+    return out_tokens, out_tags, origin
+
+
+def augment_tagged_cached(
+    tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[str]], source: Any, n: int, p: float, seed: int,
+    cache_dir: str,
+) -> tuple[list[list[str]], list[list[str]], list[int]]:  # fmt: skip
+    """`augment_tagged`, read from `cache_dir` when the same sentences were augmented the same way before."""
+    key = [[list(t) for t in tokens], [list(t) for t in tags], n, p, seed, source.k, source.identity, "tagged"]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    path = os.path.join(cache_dir, f"augment-tagged-{digest}.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        logger.info("augmentation: %d tagged sentences read from %s", len(saved["tokens"]), path)
+        return saved["tokens"], saved["tags"], saved["origin"]
+    new_tokens, new_tags, origin = augment_tagged(tokens, tags, source, n, p, seed)
+    logger.info("augmentation: %d new tagged sentences from %d (only O words replaced), cached in %s",
+                len(new_tokens), len(tokens), path)  # fmt: skip
+    os.makedirs(cache_dir, exist_ok=True)
+    atomic_write_text(path, json.dumps({"tokens": new_tokens, "tags": new_tags, "origin": origin}))
+    return new_tokens, new_tags, origin

@@ -9,12 +9,13 @@ training starts.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 from typing import Any
 
-from datasets import DatasetDict
+from datasets import DatasetDict, concatenate_datasets
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, TeacherArguments
@@ -29,7 +30,14 @@ from .checks import (
 from .cli import invocation
 from .config import DistillConfig
 from .data import member_prefix, tokenize_dataset
-from .data.unlabeled import augment_cache_dir, extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
+from .data.unlabeled import (
+    augment_cache_dir,
+    augment_source,
+    extra_rows,
+    load_unlabeled,
+    training_texts,
+    with_teacher_only_rows,
+)
 from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
 from .progress import TimeEstimate, announce
@@ -51,6 +59,7 @@ from .resilience import StopOnSignal, finished_run, resolve_resume, resume_reque
 from .run_teachers import ensemble_scores, load_teachers, member_tokenizers, pick_student_tokenizer, stage_members
 from .students import format_size_table, size_report
 from .students.vocab import trim_embeddings, trim_vocabulary, with_teacher_ids
+from .tasks import UnsupportedFeature
 from .teacher_stage import finetune_teacher
 from .trainer import DistillTrainer
 
@@ -132,6 +141,12 @@ class DistillRecipe:
             data_args, self.task_type
         )
         self.unlabeled = None
+        if data_args.unlabeled_file and not self.task_type.unlabeled_text:
+            raise UnsupportedFeature(
+                f"--unlabeled_file is not supported for task type {self.task_type.name!r}: untagged text gives the "
+                "losses no word positions to read. Leave it out; --augment adds tagged copies of the training "
+                "sentences instead."
+            )
         if data_args.unlabeled_file:
             self.unlabeled = load_unlabeled(data_args.unlabeled_file, self.text_column, self.pair_column)
         if (self.unlabeled is not None or data_args.augment) and "kd" not in args.loss_weights():
@@ -192,9 +207,10 @@ class DistillRecipe:
         columns when they differ), plus the rows only the teacher labels."""
         data_args, model_args, args = self.data_args, self.model_args, self.args
         encode = self.encode = self.encode_args()
+        extra_args = self.add_labelled_augmentation()
         self.teacher_data = self.encode_rows(self.raw, self.tokenizer)
         self.extra, self.data_report["teacher_labelled"] = extra_rows(
-            data_args, self.unlabeled, self.raw["train"], self.teacher, self.tokenizer, self.text_column,
+            extra_args, self.unlabeled, self.raw["train"], self.teacher, self.tokenizer, self.text_column,
             self.pair_column, args.seed, augment_cache_dir(args.teacher_cache),
         )  # fmt: skip
         if model_args.trim_vocab:  # the student's own tokenizer: the teacher's, cut to the training text's tokens
@@ -220,6 +236,27 @@ class DistillRecipe:
             self.data = DatasetDict({**self.data, "train": train})
             logger.info("training rows: %d labelled + %s labelled by the teacher alone", len(self.raw["train"]),
                         len(self.extra))  # fmt: skip
+
+    def add_labelled_augmentation(self) -> Any:
+        """--augment for a task type whose augmented rows keep their gold labels (a tagger's: only `O` words are
+        replaced): they join the labelled training rows here. Returns the data arguments for the rows only the
+        teacher labels (augmentation off when it was done here)."""
+        data_args, args = self.data_args, self.args
+        if not data_args.augment:
+            return data_args
+        source = augment_source(data_args, self.teacher, self.tokenizer)
+        added = self.task_type.augment_rows(self.raw["train"], source, data_args.augment, data_args.augment_p,
+                                            args.seed, augment_cache_dir(args.teacher_cache))  # fmt: skip
+        if added is None:
+            return data_args
+        self.data_report["augmented_labelled_rows"] = len(added)
+        logger.info("training rows: %d labelled + %d augmented copies with their tags", len(self.raw["train"]),
+                    len(added))  # fmt: skip
+        train = self.raw["train"].select_columns(added.column_names)
+        self.raw = DatasetDict({**self.raw, "train": concatenate_datasets([train, added])})
+        rest = copy.copy(data_args)
+        rest.augment = 0
+        return rest
 
     def check(self) -> None:
         """The checks that need the models and the data: metrics, losses against the models, labels in use."""

@@ -31,6 +31,7 @@ import torch
 
 from .config import INTERMEDIATE_WEIGHTS
 from .loading import load_tokenizer
+from .metrics import evaluate_model
 from .recipe import DistillRecipe
 from .recipes import parse_args
 from .resilience import atomic_write_text
@@ -46,6 +47,25 @@ LATENCY_PROBE = 32  # validation sentences timed one at a time
 
 def plan_task_type(plan: dict[str, Any]) -> str:
     return plan.get("task_type") or "sequence-classification"
+
+
+class BenchRecipe(DistillRecipe):
+    """A student run of the benchmark: the recipe's steps, evaluated without the teacher. The student's scores come
+    from a plain evaluation (the trainer's would run the teacher over the validation set for its loss), and the
+    teacher's from the teacher stage's record (the same teacher on the same validation data)."""
+
+    teacher_metrics: dict[str, float] = {}
+
+    def evaluate(self) -> None:
+        trainer, result = self.trainer, self.result
+        collator = self.task_type.data_collator(self.student_tokenizer)
+        metrics = evaluate_model(trainer.model, self.student_tokenizer, self.data["validation"], self.args,
+                                 self.compute_metrics, data_collator=collator)  # fmt: skip
+        trainer.save_metrics("eval", metrics)
+        result.metrics.update(metrics)
+        self.notes += self.task_type.prediction_notes("student", self.compute_metrics.last_summary)
+        trainer.save_state()
+        result.teacher_metrics = dict(self.teacher_metrics)
 
 
 class RecipeBench:
@@ -76,7 +96,9 @@ class RecipeBench:
         record_path = self.out / "teacher.json"
         self.teacher_dir = str(self.out / "teacher")
         if record_path.is_file() and (self.out / "teacher" / "config.json").is_file():
-            return json.loads(record_path.read_text())
+            record = json.loads(record_path.read_text())
+            self.teacher_metrics = {f"teacher_eval_{k}": v for k, v in record["scores"].items()}
+            return record
         if self.cli.report_only:
             raise FileNotFoundError(f"{record_path}: no teacher yet; run the benchmark without --report_only first.")
         name = local_name(self.cli.teacher or self.plan["teacher"], self.cli.local_models)
@@ -104,8 +126,6 @@ class RecipeBench:
         else:  # already fine-tuned: a copy, so that the students read one folder
             recipe.teacher.save_pretrained(self.teacher_dir)
             recipe.tokenizer.save_pretrained(self.teacher_dir)
-            from .metrics import evaluate_model
-
             collator = self.task_type.data_collator(recipe.tokenizer)
             metrics = evaluate_model(recipe.teacher, recipe.tokenizer, recipe.teacher_data["validation"], recipe.args,
                                      recipe.compute_metrics, prefix="teacher_eval", data_collator=collator)  # fmt: skip
@@ -128,6 +148,7 @@ class RecipeBench:
             **self.latencies(model, recipe.tokenizer, recipe),
         }
         atomic_write_text(str(record_path), json.dumps(record, indent=2))
+        self.teacher_metrics = {f"teacher_eval_{k}": v for k, v in record["scores"].items()}
         del recipe, model
         gc.collect()
         return record
@@ -181,7 +202,8 @@ class RecipeBench:
                 setattr(args, weight, 0.0)
         elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache:
             args.teacher_cache = self.cache_dir(spec, flags)  # logits only: scored once for every run on the rows
-        recipe = DistillRecipe(model_args, data_args, teacher_args, args, command=[])
+        recipe = BenchRecipe(model_args, data_args, teacher_args, args, command=[])
+        recipe.teacher_metrics = self.teacher_metrics
         result = recipe.run()
         student = recipe.trainer.model
         seconds = result.metrics.get("train_runtime")

@@ -179,7 +179,6 @@ def _tiny_tagger(path: Path, tags: tuple[str, ...]) -> None:
             ["--teacher_lora_r", "4"],
             r"not supported for task type 'token-classification'",
         ),  # fmt: skip
-        ("w1 O\nw2 B-K\n", ["--augment", "1", "--alpha", "0.5"], r"augment.* not supported"),
         ("w1 O\nw2\n", [], r"line 2 has 1 columns"),
     ],
 )
@@ -423,3 +422,52 @@ def test_with_a_trimmed_vocabulary_the_teacher_reads_the_students_tokens_positio
     # on the counted text, that is the teacher's own tokenization
     own = encode_words(rows, teacher_tok, {"O": 0, "B-K": 1, "I-K": 2}, max_seq_length=16)
     assert both["teacher_input_ids"] == own["input_ids"] and both["labels"] == own["labels"]
+
+
+def test_augmented_sentences_change_only_o_words_and_keep_their_tags():
+    from distillkit.augment import augment_tagged
+
+    class Swap:  # every word of letters has two stand-ins
+        k, identity = 2, "swap"
+
+        def key(self, word):
+            return word.lower() if word.isalpha() else None
+
+        def prepare(self, words):
+            self.seen = set(words)
+
+        def candidates(self, word, context=(), position=0):
+            return [word + "x", word + "y"]
+
+    tokens = [["Peter", "lives", "in", "Berlin", "now"], ["EU", "rejects", "German", "call"]]
+    tags = [["B-PER", "O", "O", "B-LOC", "O"], ["B-ORG", "O", "B-MISC", "O"]]
+    source = Swap()
+    new, new_tags, origin = augment_tagged(tokens, tags, source, n=3, p=1.0, seed=0)
+    assert source.seen == {"lives", "in", "now", "rejects", "call"}  # entity words are never candidates
+    assert origin == [0, 0, 0, 1, 1, 1] and len(new) == 6
+    for words, labels, i in zip(new, new_tags, origin):
+        assert labels == tags[i] and len(words) == len(tokens[i])
+        for word, old, tag in zip(words, tokens[i], labels):
+            assert word == old if tag != "O" else word in (old + "x", old + "y")
+        assert words != tokens[i]
+    assert augment_tagged(tokens, tags, Swap(), n=3, p=1.0, seed=0)[0] == new  # deterministic for a seed
+
+
+def test_a_tagger_distilled_on_augmented_sentences_trains_on_them_with_their_tags(tmp_path):
+    _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
+    rows = _tagged_rows(24, seed=8)
+    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
+    train = _write(tmp_path / "train.conll", text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--teacher", str(tmp_path / "teacher"), "--student", "tiny", "--train_file",
+           train, "--output_dir", str(out), "--max_steps", "2", "--augment", "2", "--alpha", "0.5",
+           "--report_to", "none", "--teacher_cache", str(tmp_path / "cache")]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "data_report.json").read_text())
+    assert 0 < report["augmented_labelled_rows"] <= 48
+    unlabeled = _write(tmp_path / "more.txt", "w1 w2\n")
+    cmd[cmd.index("--augment") : cmd.index("--augment") + 2] = ["--unlabeled_file", unlabeled]
+    cmd[cmd.index("--output_dir") + 1] = str(tmp_path / "out2")
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--unlabeled_file is not supported for task type" in refused.stderr

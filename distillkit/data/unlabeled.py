@@ -98,23 +98,29 @@ def augment_cache_dir(teacher_cache: str | None) -> str:
     return os.path.join(root, "augment")
 
 
+def augment_source(data_args: Any, teacher: Any, tokenizer: Any) -> Any:
+    """Where replacement words come from: --augment_mlm's masked LM, else the teacher's input embeddings."""
+    from ..augment import EmbeddingNeighbours, MaskedLMCandidates
+
+    if data_args.augment_mlm:
+        return MaskedLMCandidates(data_args.augment_mlm, data_args.augment_k)
+    return EmbeddingNeighbours(tokenizer, teacher.get_input_embeddings().weight, data_args.augment_k)
+
+
 def extra_rows(
     data_args: Any, unlabeled: Dataset | None, train_raw: Dataset, teacher: Any, tokenizer: Any, text_column: str,
     pair_column: str | None, seed: int, cache_dir: str,
 ) -> tuple[Dataset | None, dict[str, int]]:  # fmt: skip
     """The raw texts that only the teacher labels (the unlabeled rows, then augmented copies of the training texts),
     as one Dataset with the training data's text column(s), or None; and how many of each."""
-    from ..augment import EmbeddingNeighbours, MaskedLMCandidates, augment_cached
+    from ..augment import augment_cached
 
     parts, counts = [], {"unlabeled_rows": 0, "augmented_rows": 0}
     if unlabeled is not None:
         parts.append(unlabeled)
         counts["unlabeled_rows"] = len(unlabeled)
     if data_args.augment:
-        if data_args.augment_mlm:
-            source = MaskedLMCandidates(data_args.augment_mlm, data_args.augment_k)
-        else:
-            source = EmbeddingNeighbours(tokenizer, teacher.get_input_embeddings().weight, data_args.augment_k)
+        source = augment_source(data_args, teacher, tokenizer)
         texts, pairs = texts_of(train_raw, text_column, pair_column)
         new, new_pairs, _ = augment_cached(
             texts, pairs, source, data_args.augment, data_args.augment_p, seed, cache_dir

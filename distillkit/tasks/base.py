@@ -119,6 +119,14 @@ class TaskType:
         columns with `label_encoder(config)`."""
         return None
 
+    def augment_rows(self, train: Any, source: Any, n: int, p: float, seed: int, cache_dir: str) -> Any:
+        """--augment for a task type whose augmented rows keep their gold labels: the new raw training rows (a
+        `Dataset` with the training split's columns), which join the labelled rows. None: the default, new texts
+        that only the teacher labels (`data.unlabeled.extra_rows`)."""
+        return None
+
+    unlabeled_text = True  # --unlabeled_file: text that only the teacher labels (False: refused with a reason)
+
     def data_collator(self, tokenizer: Any) -> Any:
         """The collator that pads this task's batches (labels included); None: the Trainer's default."""
         return None

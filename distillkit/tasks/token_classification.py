@@ -36,7 +36,8 @@ class TokenClassification(TaskType):
     pipeline_tag = "token-classification"
     head_description = "token-classification"
     features = frozenset({"presets", "teacher_layers", "layer_sharing", "teacher_stage", "intermediate_losses",
-                          "teacher_cache", "pruning", "onnx_export", "vocab_trimming"})  # fmt: skip
+                          "teacher_cache", "pruning", "onnx_export", "vocab_trimming",
+                          "augmentation"})  # fmt: skip
     dataset_names = ("conll2003", "wnut_17")
 
     def __init__(self) -> None:
@@ -112,6 +113,19 @@ class TokenClassification(TaskType):
                 key = tuple(y for y in rows[i]["labels"] if y != IGNORE)
                 self.truncated.setdefault(key, []).append(list(raw["validation"][i]["tags"]))
         return encoded
+
+    unlabeled_text = False  # untagged text has no words for the first-sub-word positions the losses read
+
+    def augment_rows(self, train: Any, source: Any, n: int, p: float, seed: int, cache_dir: str) -> Any:
+        """Augmented copies of the tagged sentences with only `O` words replaced (`augment_tagged`): their gold tags
+        stay true, so they are labelled rows for both the hard and the soft loss."""
+        from datasets import Dataset
+
+        from ..augment import augment_tagged_cached
+
+        words, tags, _ = augment_tagged_cached(train["tokens"], train["tags"], source, n, p, seed, cache_dir)
+        columns = train.select_columns(["tokens", "tags"])
+        return Dataset.from_dict({"tokens": words, "tags": tags}, features=columns.features)
 
     def data_collator(self, tokenizer: Any) -> Any:
         """Pads `labels` with -100 beside the inputs."""

@@ -1,0 +1,117 @@
+"""The benchmark for task types other than sequence classification (recipes/conll2003): a base encoder through the
+teacher stage on CoNLL files, students distilled and as baselines, the table with entity F1 and the targets, and a
+run started again that trains nothing. Tiny models, a few steps (CI)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import BertConfig, BertModel
+
+from .conftest import VOCAB, make_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+
+def _conll(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words = [rng.choice(["w1", "w2", "w3", "w4"]) for _ in range(rng.randint(2, 8))]
+        tags = ["I-K" if w == "w1" else "O" for w in words]  # IOB1, as CoNLL-2003
+        sentences.append("\n".join(f"{w} X {t}" for w, t in zip(words, tags)))
+    path.write_text("-DOCSTART- -X- O\n\n" + "\n\n".join(sentences) + "\n")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ner-bench")
+    models = tmp / "models"
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(models / "base-encoder")  # no head: the teacher stage fine-tunes it
+    make_tokenizer().save_pretrained(models / "base-encoder")
+    _conll(tmp / "train.conll", 120, 1)
+    _conll(tmp / "dev.conll", 30, 2)
+    common = {"task_type": "token-classification", "max_seq_length": 32, "per_device_train_batch_size": 16,
+              "learning_rate": 1e-3, "alpha": 0.9, "report_to": "none"}  # fmt: skip
+    recipes = {
+        "teacher.yaml": {**common, "teacher_max_steps": 20, "teacher_learning_rate": 3e-3, "teacher_batch_size": 16},
+        "custom.yaml": {**common, "student": "custom", "num_layers": 1, "hidden_size": 16, "num_heads": 2},
+    }
+    for name, recipe in recipes.items():
+        (tmp / name).write_text(yaml.safe_dump(recipe))
+    plan = {
+        "title": "toy NER", "task_type": "token-classification", "metric_label": "entity F1",
+        "teacher": "hub-org/base-encoder", "teacher_recipe": "teacher.yaml", "seeds": [0],
+        "targets": [{"params": 15_000_000, "retained": 0.98}, {"params": 5_000_000, "retained": 0.95}],
+        "students": [
+            {"name": "custom", "recipe": "custom.yaml"},
+            {"name": "pruned-trimmed", "recipe": "custom.yaml",
+             "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "augment": 1}},
+        ],
+    }  # fmt: skip
+    (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp / "out"
+    cmd = [sys.executable, str(SCRIPT), "--plan", str(tmp / "plan.yaml"), "--out", str(out), "--local_models",
+           str(models), "--train_file", str(tmp / "train.conll"), "--validation_file", str(tmp / "dev.conll"),
+           "--max_steps", "3", "--use_cpu"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, cmd, result
+
+
+def test_the_token_benchmark_writes_the_table_by_entity_f1(bench):
+    out, _, result = bench
+    data = json.loads((out / "results.json").read_text())
+    assert data["metric"] == "f1"
+    rows = {(r["name"], r["variant"]): r for r in data["rows"]}
+    assert set(rows) == {("teacher", "fine-tuned"), ("custom", "kd"), ("custom", "baseline"),
+                         ("pruned-trimmed", "kd"), ("pruned-trimmed", "baseline")}  # fmt: skip
+    teacher = rows[("teacher", "fine-tuned")]
+    assert teacher["accuracy"] == teacher["scores"]["f1"] and "K_f1" in teacher["scores"]
+    for (name, variant), row in rows.items():
+        if name != "teacher":
+            assert row["retained"] == pytest.approx(row["accuracy"] / teacher["accuracy"], abs=1e-3)
+    assert "kd_gain" in rows[("custom", "kd")]
+    table = (out / "results.md").read_text()
+    assert "entity F1 %" in table and "<= 15M parameters, >= 98% retained" in table and "95% retained" in table
+    assert "dev entity F1 %" in (out / "results.svg").read_text()
+    assert "/tmp" not in json.dumps(data["teacher"]) and "pytest" not in json.dumps(data["runs"])  # no machine paths
+
+
+def test_token_benchmark_runs_record_the_cache_trimming_and_augmentation(bench):
+    out, _, _ = bench
+    kd = json.loads((out / "runs" / "pruned-trimmed" / "kd-seed0.json").read_text())
+    base = json.loads((out / "runs" / "pruned-trimmed" / "baseline-seed0.json").read_text())
+    assert kd["teacher_cache"] and not base["teacher_cache"]  # logit KD reads a cache; the baseline runs no teacher
+    assert kd["pruned"] and kd["vocabulary"]["vocab_size"] < len(VOCAB)
+    # the baseline trains on the labelled sentences alone; the distilled run on them and their augmented copies
+    assert base["train_examples"] == 120 < kd["train_examples"] <= 240
+    assert {"latency_fp32_ms", "latency_int8_ms"} <= set(kd)
+
+
+def test_the_token_benchmark_started_again_trains_nothing(bench):
+    out, cmd, first = bench
+    assert "distillation:" in first.stderr  # the first invocation trained
+    before = {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "student custom, kd" in result.stderr and "distillation:" not in result.stderr
+    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")} == before
+
+
+def test_the_shipped_conll_plan_names_existing_recipes():
+    from distillkit.sst2_benchmark import load_plan
+
+    plan = load_plan(str(ROOT / "recipes" / "conll2003" / "benchmark.yaml"), None)
+    assert plan["task_type"] == "token-classification" and Path(plan["teacher_recipe"]).is_file()
+    for student in plan["students"]:
+        assert Path(student["recipe"]).is_file()
