@@ -77,7 +77,7 @@ def test_the_token_benchmark_writes_the_table_by_entity_f1(bench):
                          ("pruned-trimmed", "kd"), ("pruned-trimmed", "baseline")}  # fmt: skip
     teacher = rows[("teacher", "fine-tuned")]
     assert teacher["accuracy"] == teacher["scores"]["f1"] and "K_f1" in teacher["scores"]
-    for (name, variant), row in rows.items():
+    for (name, _variant), row in rows.items():
         if name != "teacher":
             assert row["retained"] == pytest.approx(row["accuracy"] / teacher["accuracy"], abs=1e-3)
     assert "kd_gain" in rows[("custom", "kd")]
