@@ -131,7 +131,7 @@ CASES += [
     ("token file: tag column out of range", {**TAGGER, "--tag_column": "4"},
      r"--tag_column 4 is out of range: .*good.conll has 3 columns"),
     ("token task: a feature it does not offer", {**TAGGER, "--teacher_lora_r": "4"},
-     r"not supported for task type 'token-classification'"),
+     r"not supported for task type 'token-classification': fine-tune the tagger fully"),
 ]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(

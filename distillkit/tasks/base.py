@@ -182,10 +182,12 @@ class TaskType:
             if feature not in FEATURES:
                 raise KeyError(f"unknown feature {feature!r}; known: {sorted(FEATURES)}")
             if feature not in self.features:
-                instead = (what_instead or {}).get(feature, "leave it out")
+                instead = (what_instead or {}).get(feature) or self.instead.get(feature, "leave it out")
                 raise UnsupportedFeature(
                     f"{FEATURES[feature]} is not supported for task type {self.name!r}: {instead}."
                 )
+
+    instead: Mapping[str, str] = {}  # feature -> why it is not offered here and what to do instead
 
     def supports(self, feature: str) -> bool:
         return feature in self.features

@@ -114,6 +114,13 @@ class TokenClassification(TaskType):
                 self.truncated.setdefault(key, []).append(list(raw["validation"][i]["tags"]))
         return encoded
 
+    instead = {
+        "cross_tokenizer": "a student with a tokenizer of its own cuts words into other sub-words, and the tag "
+        "logits are per sub-word; give the student the teacher's tokenizer (a preset, teacher:K, pruned), or shrink "
+        "its vocabulary with --trim_vocab",
+        "ensembles": "several teachers' tag distributions are not mixed yet; distil from one --teacher",
+        "lora_teacher": "fine-tune the tagger fully (leave out --teacher_lora_r)",
+    }
     unlabeled_text = False  # untagged text has no words for the first-sub-word positions the losses read
 
     def augment_rows(self, train: Any, source: Any, n: int, p: float, seed: int, cache_dir: str) -> Any:
