@@ -68,7 +68,10 @@ def dataset_label(info: dict[str, Any]) -> str | None:
     if info.get("dataset_name"):
         return info["dataset_name"]
     if task:
-        return f"GLUE {task.upper()}" if hub_dataset(info) else f"{task.upper()} (local files)"
+        source = hub_dataset(info)
+        if source == GLUE_DATASET:
+            return f"GLUE {task.upper()}"
+        return f"{source} (hub)" if source else f"{task.upper()} (local files)"
     return None
 
 

@@ -123,8 +123,8 @@ def load_run_data(data_args: Any, task_type: TaskType) -> tuple[Task | None, Any
         )
     local = bool(data_args.train_file or data_args.validation_file)
     report: dict[str, Any] = {
-        "source": "local files" if local else f"{GLUE_DATASET} ({task.name})" if task else "hub",
-        "hub_dataset": None if local or task is None else GLUE_DATASET,
+        "source": "local files" if local else f"{GLUE_DATASET} ({task.name})" if task else f"hub ({data_args.task})",
+        "hub_dataset": None if local else GLUE_DATASET if task else data_args.task,
         "task": task.name if task else None,
         "splits": {},
     }

@@ -471,3 +471,25 @@ def test_a_tagger_distilled_on_augmented_sentences_trains_on_them_with_their_tag
     cmd[cmd.index("--output_dir") + 1] = str(tmp_path / "out2")
     refused = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--unlabeled_file is not supported for task type" in refused.stderr
+
+
+def test_a_hub_ner_data_set_is_read_as_iob2_tag_strings():
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    from distillkit.data.conll import load_hub_tagged
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # conll2003's ner_tags are IOB2 ids of a ClassLabel
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    split = Dataset.from_dict({"tokens": [["Peter", "Blackburn", "in", "Bonn"]], "ner_tags": [[1, 2, 0, 3]]},
+                              features=features)  # fmt: skip
+    seen = []
+
+    def loader(name):
+        seen.append(name)
+        return DatasetDict(train=split, validation=split, test=split)
+
+    data = load_hub_tagged("conll2003", loader)
+    assert seen == ["conll2003"] and set(data) == {"train", "validation"}
+    assert data["train"]["tags"] == [["B-PER", "I-PER", "O", "B-LOC"]]
+    with pytest.raises(ValueError, match="has no `tokens` and `ner_tags` columns"):
+        load_hub_tagged("other", lambda name: DatasetDict(train=Dataset.from_dict({"text": ["a"]})))

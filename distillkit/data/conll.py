@@ -140,3 +140,27 @@ def tag_names(tags: Any) -> tuple[str, ...]:
     """The label set of tag sequences: `O` first, then the others sorted."""
     found = {t for sentence in tags for t in sentence}
     return ("O", *sorted(found - {"O"}))
+
+
+def load_hub_tagged(name: str, loader: Any = None) -> DatasetDict:
+    """A hub token-classification data set (`conll2003`, `wnut_17`, or any with `tokens` and integer `ner_tags`
+    named by a `ClassLabel`) as `tokens` / `tags` string columns in IOB2, train and validation splits."""
+    if loader is None:
+        from datasets import load_dataset as loader
+    loaded = loader(name)
+    out = {}
+    for split in ("train", "validation"):
+        if split not in loaded:
+            continue
+        rows = loaded[split]
+        if "tokens" not in rows.column_names or "ner_tags" not in rows.column_names:
+            raise ValueError(f"hub data set {name!r} has no `tokens` and `ner_tags` columns ({rows.column_names}); "
+                             "give --train_file and --validation_file instead.")  # fmt: skip
+        names = rows.features["ner_tags"].feature.names
+        tags = to_iob2([[names[i] for i in sentence] for sentence in rows["ner_tags"]])
+        for sentence in tags:
+            for tag in sentence:
+                _check_tag(tag, f"hub data set {name!r} ({split})")
+        out[split] = Dataset.from_dict({"tokens": rows["tokens"], "tags": tags})
+        logger.info("%s (%s, hub): %d sentences, %s tags read as IOB2", name, split, len(rows), detect_scheme(tags))
+    return DatasetDict(out)

@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, PreTrainedModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from ..data.conll import load_token_files, tag_names
+from ..data.conll import load_hub_tagged, load_token_files, tag_names
 from ..data.words import IGNORE, encode_words, tag_encoder
 from ..entity_metrics import entity_scores
 from .base import TaskType
@@ -97,9 +97,13 @@ class TokenClassification(TaskType):
     # ---- data ---------------------------------------------------------------------------------------------------
 
     def read_data(self, data_args: Any) -> Any:
-        if not (data_args.train_file or data_args.validation_file):
-            return None  # a hub data set: the recipe's own loader (`load_dataset`)
-        return load_token_files(data_args.train_file, data_args.validation_file, data_args.tag_column)
+        """Local CoNLL / json-lines files, else the hub data set that `--task` names (`conll2003`, `wnut_17`: their
+        integer `ner_tags` turned into IOB2 tag strings); None when neither is given."""
+        if data_args.train_file or data_args.validation_file:
+            return load_token_files(data_args.train_file, data_args.validation_file, data_args.tag_column)
+        if getattr(data_args, "task", None):
+            return load_hub_tagged(data_args.task)
+        return None
 
     def text_columns(self) -> tuple[str, str]:
         return ("tokens", "tags")
