@@ -108,10 +108,11 @@ def test_the_token_benchmark_started_again_trains_nothing(bench):
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")} == before
 
 
-def test_the_shipped_conll_plan_names_existing_recipes():
+@pytest.mark.parametrize("name", ["conll2003", "wnut17"])
+def test_the_shipped_token_plans_name_existing_recipes(name):
     from distillkit.sst2_benchmark import load_plan
 
-    plan = load_plan(str(ROOT / "recipes" / "conll2003" / "benchmark.yaml"), None)
+    plan = load_plan(str(ROOT / "recipes" / name / "benchmark.yaml"), None)
     assert plan["task_type"] == "token-classification" and Path(plan["teacher_recipe"]).is_file()
     for student in plan["students"]:
         assert Path(student["recipe"]).is_file()
