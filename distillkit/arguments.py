@@ -40,6 +40,12 @@ class ModelArguments:
         metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
                   "Taylor importance) before it is cut."},
     )  # fmt: skip
+    prune_eval: bool = field(
+        default=True,
+        metadata={"help": "--student pruned: score the teacher, each dimension cut alone and the cut student on the "
+                  "validation set for prune_report.json (one evaluation of a teacher-sized model per dimension); "
+                  "false skips them."},
+    )  # fmt: skip
     trim_vocab: bool = field(
         default=False,
         metadata={"help": "Keep only the vocabulary the training text uses (plus single characters and special "

@@ -198,6 +198,7 @@ class RecipeBench:
         if variant == "baseline":  # the gold labels alone: plain fine-tuning of the same student
             args.alpha, args.extra_losses, args.intermediate_epochs = 0.0, [], 0.0
             data_args.augment, data_args.unlabeled_file = 0, None
+            model_args.prune_eval = False  # the distilled run of this seed scores the same cut
             for weight in INTERMEDIATE_WEIGHTS:
                 setattr(args, weight, 0.0)
         elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache:

@@ -183,7 +183,7 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
     announce("pruning", f"scoring the teacher's units on {model_args.prune_samples:,} training rows")
     score = None
     collator = recipe.task_type.data_collator(recipe.tokenizer) or DataCollatorWithPadding(recipe.tokenizer)
-    if "validation" in teacher_data:
+    if "validation" in teacher_data and model_args.prune_eval:
 
         def score(model: Any) -> dict[str, float]:
             metrics = evaluate_model(model, recipe.tokenizer, teacher_data["validation"], args, recipe.compute_metrics,

@@ -96,6 +96,10 @@ def test_token_benchmark_runs_record_the_cache_trimming_and_augmentation(bench):
     # the baseline trains on the labelled sentences alone; the distilled run on them and their augmented copies
     assert base["train_examples"] == 120 < kd["train_examples"] <= 240
     assert {"latency_fp32_ms", "latency_int8_ms"} <= set(kd)
+    # the distilled run scores each cut on the validation set; its baseline (the same cut) skips that (--prune_eval)
+    reports = {v: json.loads((out / "runs" / "pruned-trimmed" / f"{v}-seed0" / "prune_report.json").read_text())
+               for v in ("kd", "baseline")}  # fmt: skip
+    assert "student_score_before_training" in reports["kd"] and "pruned_alone" not in reports["baseline"]
 
 
 def test_the_token_benchmark_started_again_trains_nothing(bench):
