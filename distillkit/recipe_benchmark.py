@@ -77,6 +77,7 @@ class RecipeBench:
         self.files = ["--train_file", cli.train_file or "", "--validation_file", cli.validation_file or ""]
         if not cli.train_file:  # a hub data set (--task in the recipes)
             self.files = []
+        self.max_length = 128  # the timed text's longest input (the recipes' max_seq_length)
         self.goals = [(int(g["params"]), float(g["retained"])) for g in plan.get("targets", [])] or None
 
     def flags(self, recipe: str, extra: dict[str, Any]) -> list[str]:
@@ -240,6 +241,33 @@ class RecipeBench:
         gc.collect()
         return record
 
+    def remeasure_latency(self, teacher: dict[str, Any], runs: list[dict[str, Any]], everything: bool) -> None:
+        """Time the saved models again, one after the other, once training is over (`everything`: all of them, as
+        latencies measured while other work shared the CPU are not comparable; else those without a timing)."""
+        from types import SimpleNamespace
+
+        files = SimpleNamespace(train_file=None, validation_file=self.cli.validation_file, tag_column=-1,
+                                task=self.plan.get("task"))  # fmt: skip
+        raw = self.task_type.read_data(files)
+        if raw is None or "validation" not in raw:
+            raise ValueError("--remeasure_latency needs --validation_file (the text that is timed).")
+        column = "tokens" if "tokens" in raw["validation"].column_names else raw["validation"].column_names[0]
+        texts = [" ".join(r) if isinstance(r, list) else str(r) for r in raw["validation"][column][:LATENCY_PROBE]]
+        targets = [(teacher, self.out / "teacher", self.out / "teacher.json")]
+        for run in runs:
+            stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
+            targets.append((run, stem, stem.with_suffix(".json")))
+        for record, model_dir, json_path in targets:
+            if not everything and record.get("latency_remeasured"):
+                continue
+            model = self.task_type.auto_model_class().from_pretrained(model_dir)
+            tokenizer = load_tokenizer(str(model_dir))
+            record.update(cpu_latencies(model, tokenizer, texts, self.max_length), latency_remeasured=True)
+            atomic_write_text(str(json_path), json.dumps(record, indent=2))
+            logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
+            del model
+            gc.collect()
+
     def students(self, only: list[str] | None) -> list[dict[str, Any]]:
         records = []
         for spec in self.plan["students"]:
@@ -265,6 +293,8 @@ def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command:
     wall = time.perf_counter()
     teacher = bench.teacher()
     runs = bench.students(cli.only)
+    if cli.remeasure_latency:
+        bench.remeasure_latency(teacher, runs, everything=True)
     baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
     rows = summarize(teacher, runs, baselines)
     for row, spec in ((r, s) for r in rows for s in plan["students"] if s["name"] == r["name"]):

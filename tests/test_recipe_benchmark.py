@@ -111,6 +111,13 @@ def test_the_token_benchmark_started_again_trains_nothing(bench):
     assert "student custom, kd" in result.stderr and "distillation:" not in result.stderr
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("*.json")} == before
 
+    # --remeasure_latency: nothing trained, every saved model timed again on an idle CPU
+    timed = subprocess.run([*cmd, "--remeasure_latency"], capture_output=True, text=True, timeout=600)
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*/*.json")]
+    assert all(r["latency_remeasured"] and r["latency_fp32_ms"] > 0 for r in records)
+    assert json.loads((out / "teacher.json").read_text())["latency_remeasured"]
+
 
 @pytest.mark.parametrize("name", ["conll2003", "wnut17"])
 def test_the_shipped_token_plans_name_existing_recipes(name):
@@ -120,3 +127,18 @@ def test_the_shipped_token_plans_name_existing_recipes(name):
     assert plan["task_type"] == "token-classification" and Path(plan["teacher_recipe"]).is_file()
     for student in plan["students"]:
         assert Path(student["recipe"]).is_file()
+
+
+def test_published_token_results_carry_f1_and_the_conll_anchors(bench, tmp_path):
+    out, _, _ = bench
+    script = [sys.executable, str(ROOT / "scripts" / "results.py")]
+    cmd = [*script, "--from", str(out / "results.json"), "--out", str(tmp_path / "pub" / "toy"), "--anchors",
+           "conll2003", "--metric_label", "dev entity F1", "--no_plot"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    published = json.loads((tmp_path / "pub" / "toy.json").read_text())
+    assert published["metric"] == "f1" and "TextBrewer T4-tiny" in published["anchors"]
+    for record in published["rows"]:
+        assert {"name", "params", "f1", "retention", "speedup", "seeds"} <= set(record)
+        assert record["f1"] == record["accuracy"]
+    assert "dev entity F1 %" in (tmp_path / "pub" / "toy.md").read_text()

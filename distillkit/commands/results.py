@@ -29,9 +29,21 @@ ANCHORS: dict[str, tuple[float, float, str]] = {
 }
 
 
+# published CoNLL-2003 figures (TextBrewer, Yang et al. 2020: BERT-base-cased teacher, test F1)
+CONLL_ANCHORS: dict[str, tuple[float, float, str]] = {
+    "TextBrewer teacher": (110e6, 91.1, "BERT-base-cased, test"),
+    "TextBrewer T6": (65e6, 90.7, "6 x 768, test"),
+    "TextBrewer T3": (44e6, 87.5, "3 x 768, test"),
+    "TextBrewer T4-tiny": (14e6, 89.1, "4 x 312, augmented text, test"),
+}
+ANCHOR_SETS = {"sst2": ANCHORS, "conll2003": CONLL_ANCHORS, "none": {}}
+
+
 def records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per row of a benchmark result, each with its seeds' own runs."""
+    """One record per row of a benchmark result, each with its seeds' own runs. A benchmark scored by another
+    metric than accuracy (`result["metric"]`, e.g. entity F1) has its score under that name too."""
     teacher = result["teacher"]
+    metric = result.get("metric", "accuracy")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in result["runs"]:
         runs.setdefault((run["name"], run["variant"]), []).append(run)
@@ -58,6 +70,7 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
             "seeds": [r["seed"] for r in group] or [None],
             "seed_accuracies": [r["accuracy"] for r in group] or [row["accuracy"]],
             "train_examples": row.get("train_examples"),
+            "scores": row.get("scores"),  # every score of the task (per entity type for a tagger), first seed
             "epochs": row.get("epochs"),
             "intermediate_epochs": row.get("intermediate_epochs"),
             "train_s": row.get("train_s"),
@@ -67,6 +80,9 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
             # a trimmed vocabulary (--trim_vocab): the tokens the student kept
             "vocab_size": next((r["vocabulary"]["vocab_size"] for r in group if r.get("vocabulary")), None),
         }
+        if metric != "accuracy":
+            record = {"name": record["name"], "variant": record["variant"], "params": record["params"],
+                      metric: record["accuracy"], f"{metric}_std": record["accuracy_std"], **record}  # fmt: skip
         out.append(record)
     return out
 
@@ -75,15 +91,19 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def markdown(recs: list[dict[str, Any]]) -> str:
+def markdown(recs: list[dict[str, Any]], metric_label: str = "accuracy",
+             anchors: dict[str, tuple[float, float, str]] | None = None) -> str:  # fmt: skip
+    anchors = ANCHORS if anchors is None else anchors
+
     def pct(v):
         return "" if v is None else f"{100 * v:.1f}"
 
     def ms(v):
         return "" if v is None else f"{v:.2f}"
 
-    head = ["model", "variant", "params", "MB", "CPU ms fp32 / int8 / onnx", "speed-up", "accuracy %", "retained %",
-            "gain over baseline (pts)", "seeds", "data", "epochs", "train time", "published anchor"]  # fmt: skip
+    head = ["model", "variant", "params", "MB", "CPU ms fp32 / int8 / onnx", "speed-up", f"{metric_label} %",
+            "retained %", "gain over baseline (pts)", "seeds", "data", "epochs", "train time",
+            "published anchor"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in recs:
         acc = pct(r["accuracy"]) + (f" ± {100 * r['accuracy_std']:.1f}" if r.get("accuracy_std") else "")
@@ -93,8 +113,8 @@ def markdown(recs: list[dict[str, Any]]) -> str:
         epochs = (f"{r['intermediate_epochs']:g}+" if r.get("intermediate_epochs") else "") + f"{r['epochs'] or 0:g}"
         minutes = "" if r.get("train_s") is None else f"{r['train_s'] / 60:.0f} min"
         anchor = r.get("anchor") or ""
-        if anchor in ANCHORS:
-            anchor = f"{anchor} {ANCHORS[anchor][1]}"
+        if anchor in anchors:
+            anchor = f"{anchor} {anchors[anchor][1]}"
         cells = [r["name"], r["variant"], f"{r['params'] / 1e6:.1f}M", f"{r['size_mb']:.0f}",
                  " / ".join(ms(r[k]) for k in ("latency_fp32_ms", "latency_int8_ms", "latency_onnx_ms")),
                  "" if r["speedup"] is None else f"{r['speedup']:.1f}x", acc, pct(r["retention"]), gain,
@@ -103,7 +123,8 @@ def markdown(recs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(recs: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot(recs: list[dict[str, Any]], path: Path, title: str, metric_label: str = "SST-2 dev accuracy",
+         anchors: dict[str, tuple[float, float, str]] | None = None) -> None:  # fmt: skip
     """Accuracy against parameters and against CPU latency (log x); the published anchors in the first panel."""
     import matplotlib
 
@@ -125,10 +146,10 @@ def plot(recs: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_xscale("log")
         ax.set_xlabel(label + " (log)")
         ax.grid(alpha=0.3)
-    for name, (params, acc, _) in ANCHORS.items():
+    for name, (params, acc, _) in (ANCHORS if anchors is None else anchors).items():
         axes[0].scatter(params, acc, marker="x", color="grey")
         axes[0].annotate(name, (params, acc), textcoords="offset points", xytext=(5, -9), fontsize=7, color="grey")
-    axes[0].set_ylabel("SST-2 dev accuracy %")
+    axes[0].set_ylabel(f"{metric_label} %")
     fig.suptitle(
         title + "\nblack: teacher, blue: distilled, orange: hard-label baseline, grey x: published (mostly test)"
     )
@@ -144,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="path stem: writes STEM.json, STEM.md and STEM.png")
     parser.add_argument("--title", default="distillkit on SST-2")
     parser.add_argument("--no_plot", action="store_true", help="skip the plot (no matplotlib needed)")
+    parser.add_argument("--anchors", choices=sorted(ANCHOR_SETS), default="sst2",
+                        help="published figures for the anchor column and the plot")  # fmt: skip
+    parser.add_argument("--metric_label", default=None, help="the score's name in the table and the plot")
     cli = parser.parse_args(argv)
     source = Path(cli.source)
     if not source.is_file():
@@ -153,19 +177,23 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise ValueError(f"{source} has no {', '.join(missing)}: it is not a `distillkit benchmark` results.json.")
     recs = records(result)
+    anchors = ANCHOR_SETS[cli.anchors]
+    label = cli.metric_label or ("SST-2 dev accuracy" if result.get("metric", "accuracy") == "accuracy" else
+                                 f"dev {result['metric']}")  # fmt: skip
     stem = Path(cli.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    published = {"header": result.get("header"), "targets": result.get("targets"), "anchors": ANCHORS,
+    published = {"header": result.get("header"), "metric": result.get("metric", "accuracy"),
+                 "targets": result.get("targets"), "anchors": anchors,
                  "rows": recs}  # fmt: skip
     atomic_write_text(str(stem.with_suffix(".json")), json.dumps(published, indent=2) + "\n")
-    atomic_write_text(str(stem.with_suffix(".md")), markdown(recs))
+    atomic_write_text(str(stem.with_suffix(".md")), markdown(recs, label, anchors))
     written = [stem.with_suffix(".json"), stem.with_suffix(".md")]
     if not cli.no_plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError as error:
             raise ImportError("the plot needs matplotlib: pip install 'distillkit[plot]', or pass --no_plot") from error
-        plot(recs, stem.with_suffix(".png"), cli.title)
+        plot(recs, stem.with_suffix(".png"), cli.title, label, anchors)
         written.append(stem.with_suffix(".png"))
-    print(markdown(recs))
+    print(markdown(recs, label, anchors))
     print("written: " + ", ".join(str(p) for p in written))
