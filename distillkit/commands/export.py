@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         runners.append(torch_runner("teacher", teacher, teacher_dir))
         teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
         if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
-            inputs["teacher"] = encode(teacher_tokenizer, teacher)[1:]
+            inputs["teacher"] = encode(teacher_tokenizer, teacher)
     runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
     example = {k: v for k, v in eval_batches[0].items() if k != "labels"}
     if opts.int8:
