@@ -39,6 +39,19 @@ CONLL_ANCHORS: dict[str, tuple[float, float, str]] = {
 ANCHOR_SETS = {"sst2": ANCHORS, "conll2003": CONLL_ANCHORS, "none": {}}
 
 
+def portable(text: str | None) -> str | None:
+    """The text with this machine's folders written as a reader's would be: the home folder as ~, the folder above
+    the working directory (where ../shared lives beside a checkout) as .., so that published JSON holds no
+    machine paths."""
+    import os
+
+    if not text:
+        return text
+    home, parent = os.path.expanduser("~"), os.path.dirname(os.getcwd())
+    text = text.replace(home + "/", "~/")
+    return text.replace(parent + "/", "../") if parent not in ("", "/") else text
+
+
 def records(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per row of a benchmark result, each with its seeds' own runs. A benchmark scored by another
     metric than accuracy (`result["metric"]`, e.g. entity F1) has its score under that name too."""
@@ -182,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                                  f"dev {result['metric']}")  # fmt: skip
     stem = Path(cli.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    published = {"header": result.get("header"), "metric": result.get("metric", "accuracy"),
+    published = {"header": portable(result.get("header")), "metric": result.get("metric", "accuracy"),
                  "targets": result.get("targets"), "anchors": anchors,
                  "rows": recs}  # fmt: skip
     atomic_write_text(str(stem.with_suffix(".json")), json.dumps(published, indent=2) + "\n")
