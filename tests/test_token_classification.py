@@ -217,8 +217,7 @@ def test_export_scores_every_variant_of_a_tagger_by_entity_f1(tmp_path):
 
     _tiny_tagger(tmp_path / "student", ("O", "B-K", "I-K"))
     rows = _tagged_rows(24, seed=5)
-    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows)
-    dev = _write(tmp_path / "dev.conll", text + "\n")
+    dev = _write(tmp_path / "dev.conll", _conll_text(rows))
     onnx = __import__("importlib").util.find_spec("onnxruntime") is not None
     out = export_main([str(tmp_path / "student"), "--int8", *(["--onnx"] if onnx else []), "--validation_file", dev,
                        "--latency_examples", "4"])  # fmt: skip
@@ -247,6 +246,11 @@ def test_export_scores_every_variant_of_a_tagger_by_entity_f1(tmp_path):
     if onnx:  # fp32 in onnxruntime: the same tags
         assert next(r for n, r in by_name.items() if "ONNX" in n)["agreement_with_student"] == pytest.approx(1.0)
     assert json.loads((tmp_path / "student" / "exports.json").read_text())["examples"] == 24
+
+
+def _conll_text(rows) -> str:
+    """Tagged rows as a CoNLL file: `word tag` lines, a blank line between sentences."""
+    return "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
 
 
 def _tagged_rows(n: int, seed: int):
@@ -361,8 +365,7 @@ def test_a_tagger_with_a_trimmed_vocabulary_trains_reads_its_own_tokens_and_load
 
     _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
     rows = _tagged_rows(40, seed=6)
-    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
-    train = _write(tmp_path / "train.conll", text)
+    train = _write(tmp_path / "train.conll", _conll_text(rows))
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -456,8 +459,7 @@ def test_augmented_sentences_change_only_o_words_and_keep_their_tags():
 def test_a_tagger_distilled_on_augmented_sentences_trains_on_them_with_their_tags(tmp_path):
     _tiny_tagger(tmp_path / "teacher", ("O", "B-K", "I-K"))
     rows = _tagged_rows(24, seed=8)
-    text = "\n\n".join("\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["tags"])) for r in rows) + "\n"
-    train = _write(tmp_path / "train.conll", text)
+    train = _write(tmp_path / "train.conll", _conll_text(rows))
     out = tmp_path / "out"
     cmd = [sys.executable, str(SCRIPT), "--teacher", str(tmp_path / "teacher"), "--student", "tiny", "--train_file",
            train, "--output_dir", str(out), "--max_steps", "2", "--augment", "2", "--alpha", "0.5",
