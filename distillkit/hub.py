@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import tempfile
 from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
@@ -114,6 +115,19 @@ def card_data(info: dict[str, Any]) -> ModelCardData:
     )
 
 
+def load_target(info: dict[str, Any]) -> str:
+    """What the card's snippet loads: the hub repository once there is one, else the student's folder as the run
+    was given it (`outputs/student`), never a bare folder name that looks like a hub id."""
+    return info.get("repo_id") or info.get("path") or f"./{info['name']}"
+
+
+def auto_class_name(task_type: str | None) -> str:
+    """The Auto class that loads the student (`AutoModelForTokenClassification` for a tagger)."""
+    from .tasks import get_task_type
+
+    return get_task_type(task_type or "sequence-classification").auto_model_class().__name__
+
+
 def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
     sizes = info["sizes"]
     student, teacher = sizes["student"], sizes["teacher"]
@@ -123,7 +137,8 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         card_data(info),
         template_path=template,
         name=info["name"],
-        repo_id=info.get("repo_id") or info["name"],
+        repo_id=load_target(info),
+        auto_class=auto_class_name(info.get("task_type")),
         teacher=info["teacher"],
         ensemble=info.get("ensemble") or [],
         ensemble_mode=info.get("ensemble_mode"),
@@ -186,30 +201,58 @@ def push_student(
     """
     if not os.path.isfile(os.path.join(output_dir, "config.json")):
         raise PushError(f"{output_dir!r} holds no saved student (config.json); nothing to push.")
-    info_path = os.path.join(output_dir, CARD_INFO)
-    if os.path.isfile(info_path):  # the card names the repo it lives in
-        info = read_card_info(output_dir)
-        if info.get("repo_id") != repo_id:
-            write_card(output_dir, {**info, "repo_id": repo_id})
     api = api or HfApi()
-    try:
-        api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=output_dir,
-            token=token,
-            repo_type="model",
-            ignore_patterns=PUSH_IGNORE,
-            commit_message="Upload a student distilled with distillkit",
-        )
-    except Exception as err:  # network, auth, quota: the local result stays as it is
-        reason = (str(err).replace(token, "<token>") if token else str(err)).strip().splitlines() or [""]
-        raise PushError(
-            f"push of {output_dir!r} to {repo_id!r} failed: {type(err).__name__}: {reason[0]}. The student in "
-            f"{output_dir!r} is complete; push it later with "
-            f"`distillkit push {output_dir} --hub_model_id {repo_id}`."
-        ) from None
+    with tempfile.TemporaryDirectory(prefix="distillkit-push-") as staging:
+        # the card names the repo it lives in; it is rewritten in a staging copy (hard links: no weights are
+        # copied), and in the student's own folder only once the push succeeded
+        info = read_card_info(output_dir) if os.path.isfile(os.path.join(output_dir, CARD_INFO)) else None
+        folder = output_dir
+        if info is not None and info.get("repo_id") != repo_id:
+            folder = _link_tree(output_dir, os.path.join(staging, "student"))
+            write_card(folder, {**info, "repo_id": repo_id})
+        try:
+            api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model")
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                token=token,
+                repo_type="model",
+                ignore_patterns=PUSH_IGNORE,
+                commit_message="Upload a student distilled with distillkit",
+            )
+        except Exception as err:  # network, auth, quota: the local result stays as it is, byte for byte
+            reason = (str(err).replace(token, "<token>") if token else str(err)).strip().splitlines() or [""]
+            raise PushError(
+                f"push of {output_dir!r} to {repo_id!r} failed: {type(err).__name__}: {reason[0]}. The student in "
+                f"{output_dir!r} is complete and unchanged; push it later with "
+                f"`distillkit push {output_dir} --hub_model_id {repo_id}`."
+            ) from None
+        if folder != output_dir:
+            write_card(output_dir, {**info, "repo_id": repo_id})
     return str(getattr(commit, "commit_url", commit))
+
+
+def _link_tree(source: str, target: str) -> str:
+    """A copy of `source` at `target` made of hard links (a plain copy where the file system has none), without
+    what is never pushed; the card files are real copies, as they are rewritten there."""
+    import fnmatch
+    import shutil
+
+    for root, dirs, files in os.walk(source):
+        rel = os.path.relpath(root, source)
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(os.path.normpath(os.path.join(rel, d)), p.removesuffix(
+            "/**")) for p in PUSH_IGNORE if p.endswith("/**"))]  # fmt: skip
+        os.makedirs(os.path.join(target, rel), exist_ok=True)
+        for name in files:
+            src, dst = os.path.join(root, name), os.path.normpath(os.path.join(target, rel, name))
+            if name in (CARD_INFO, "README.md") and rel == ".":
+                shutil.copyfile(src, dst)
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    return target
 
 
 def _teacher_license(teacher: str) -> str | None:
@@ -250,7 +293,8 @@ def card_info(
                   f"terms {', '.join(stage1)} alone, then {length} on the prediction layer")  # fmt: skip
     return {
         "name": os.path.basename(os.path.normpath(args.output_dir)),
-        "repo_id": args.hub_model_id,
+        "path": os.path.normpath(args.output_dir),  # what a local card's snippet loads
+        "repo_id": None,  # named by push_student once a push succeeded: a failed push leaves the card as it is
         "teacher": teacher,
         "base_model": base_model,
         "ensemble": ensemble,

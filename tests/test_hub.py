@@ -147,12 +147,35 @@ def test_push_after_the_run_sends_the_student_card_and_recipe_and_never_the_toke
 def test_a_failed_push_says_why_and_leaves_the_student_intact(tmp_path, trained_teacher_dir, fake_hub):
     out, flags = _distill(tmp_path, trained_teacher_dir)
     fake_hub(fail_commit=True)
-    with pytest.raises(PushError, match="failed.*is complete; push it later with") as err:
+    with pytest.raises(PushError, match="failed.*is complete and unchanged; push it later with") as err:
         run(*parse_args(flags + ["--push_to_hub", "--hub_model_id", "me/student", "--hub_token", TOKEN]))
     assert TOKEN not in str(err.value)
     model = AutoModelForSequenceClassification.from_pretrained(out)  # the local result is whole
     assert model.config.num_labels == 2 and (out / "README.md").is_file() and (out / "eval_results.json").is_file()
     assert TOKEN.encode() not in _all_bytes(out)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_push_leaves_the_folder_byte_for_byte_and_its_card_loads_the_folder(
+    tmp_path, trained_teacher_dir, fake_hub
+):
+    out, flags = _distill(tmp_path, trained_teacher_dir)
+    run(*parse_args(flags))
+    card = (out / "README.md").read_text()
+    assert f'from_pretrained("{out}")' in card and "AutoModelForSequenceClassification" in card  # not "student"
+    before = _snapshot(out)
+    fake_hub(fail_commit=True)
+    with pytest.raises(PushError, match="complete and unchanged"):
+        push_student(str(out), "me/student", token=TOKEN)
+    assert _snapshot(out) == before
+    hub = fake_hub()
+    push_student(str(out), "me/student", token=TOKEN)  # now it succeeds: the card names its repository
+    assert b'from_pretrained("me/student")' in hub.files["README.md"]
+    assert 'from_pretrained("me/student")' in (out / "README.md").read_text()
+    assert _snapshot(out).keys() == before.keys()  # nothing added (the staging copy lives elsewhere)
 
 
 def test_push_script_pushes_a_trained_directory(tmp_path, trained_teacher_dir, fake_hub):
