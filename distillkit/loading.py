@@ -43,6 +43,54 @@ def check_weights(path: str, what: str, allow_pickle: bool = False) -> None:
     raise ValueError(f"{what} directory {path!r} holds no model weights (*.safetensors); point to a saved model.")
 
 
+def looks_like_path(name: str) -> bool:
+    """A name that can only be a folder: it starts with `/`, `./`, `../` or `~`, ends with `/`, or has a backslash
+    or more than one `/` (a hub id is `name` or `owner/name`)."""
+    return name.startswith(("/", "./", "../", "~")) or name.endswith("/") or "\\" in name or name.count("/") > 1
+
+
+def check_model_source(name: str, what: str, flag: str) -> None:
+    """Fail at once, with what to do, when `name` is neither a local model folder nor a model the hub has.
+
+    A name that looks like a path and does not exist is a missing folder (not a hub id with odd characters); a hub
+    name is checked with one quick request, so that a typo or an offline machine is said in a second, not after the
+    download's retries. With HF_HUB_OFFLINE=1, or a copy in the local hub cache, nothing is asked of the network."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    expanded = os.path.expanduser(name)
+    if os.path.isdir(expanded):
+        return
+    if os.path.exists(expanded):
+        raise ValueError(f"{flag} {name!r} is a file; give the {what}'s folder (the one with config.json) or a hub id.")
+    if looks_like_path(name):
+        parent = os.path.dirname(os.path.normpath(expanded)) or "."
+        hint = f" ({parent!r} does not exist either)" if not os.path.isdir(parent) else ""
+        raise FileNotFoundError(f"{what} folder {name!r} ({flag}) does not exist{hint}: check the path.")
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # offline mode reads the cache (from_pretrained says when the copy is missing)
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(name, timeout=10)
+    except GatedRepoError:
+        return  # it exists; from_pretrained says what access it needs
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"{what} {name!r} ({flag}) is neither a folder here nor a model on the hub (or it is private: log in "
+            "with `hf auth login`): check the name."
+        ) from None
+    except HfHubHTTPError:
+        return  # the hub answered: from_pretrained reports its own error
+    except Exception as err:  # no network: say it now, not after the download's retries
+        raise OSError(
+            f"{what} {name!r} ({flag}) is not a folder here and the hub cannot be reached ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no answer'}). Offline, give a local folder "
+            "(`distillkit fetch-models --out models` writes the benchmark's teachers), or set HF_HUB_OFFLINE=1 to "
+            "use a copy in the hub cache."
+        ) from None
+
+
 def load_config(name_or_path: str, trust_remote_code: bool = False) -> Any:
     """A checkpoint's config (an adapter directory's is its base model's, with the adapter's task head noted)."""
     if os.path.isdir(name_or_path) and is_adapter_dir(name_or_path):

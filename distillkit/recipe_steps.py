@@ -19,7 +19,7 @@ from .data import GLUE_TASKS, Task, get_task, load_task_data, resolve_columns
 from .data.glue import glue_key
 from .hub import GLUE_DATASET, RECIPE_FILE, card_info, score_items, write_card
 from .latency import batches, model_latency_ms, threads_note
-from .loading import load_config
+from .loading import check_model_source, load_config
 from .metrics import evaluate_model
 from .progress import announce
 from .recipes import dump_recipe
@@ -27,7 +27,7 @@ from .resilience import InterruptedRun, NonFiniteLossError, StopOnSignal, atomic
 from .students import build_student, write_size_report
 from .students.presets import PRESETS
 from .students.prune import prune_on_data
-from .tasks import TaskType, get_task_type, infer_task_type, task_type_of_dataset
+from .tasks import TaskType, UnsupportedFeature, get_task_type, infer_task_type, task_type_of_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,20 @@ class RunResult:
 
 def resolve_run_task_type(data_args: Any, model_args: Any) -> TaskType:
     """--task_type when given; else from --task (the GLUE names are sequence classification); else from the first
-    teacher's head (its config's `architectures`); else sequence classification. Recorded in `data_args`."""
+    teacher's head (its config's `architectures`); else sequence classification. Recorded in `data_args`.
+
+    Every teacher (and a student given by name) is checked first: a missing folder or an unreachable hub is said at
+    once. A teacher of a kind no registered task type distils (a causal or seq2seq LM) is refused unless
+    --task_type says what to make of it."""
+    for name in getattr(model_args, "teachers", None) or [model_args.teacher]:
+        check_model_source(name, "teacher", "--teacher")
+    student = model_args.student or ""
+    if student not in PRESETS and student not in ("custom", "pruned") and not student.startswith("teacher:"):
+        check_model_source(student, "student", "--student")
+    try:
+        config = load_config(model_args.teacher, model_args.trust_remote_code)
+    except (OSError, ValueError):
+        config = None  # the teacher fails to load later, with its own message
     if data_args.task_type:
         task_type = get_task_type(data_args.task_type)
     elif data_args.task:
@@ -64,13 +77,29 @@ def resolve_run_task_type(data_args: Any, model_args: Any) -> TaskType:
         if task_type is None:
             get_task(data_args.task)  # an unknown task: the error lists the known ones
     else:
-        try:
-            config = load_config(model_args.teacher, model_args.trust_remote_code)
-        except (OSError, ValueError):
-            config = None  # the teacher fails to load later, with its own message
         task_type = infer_task_type(config)
+    if not data_args.task_type and config is not None and not task_type.has_trained_head(config):
+        refuse_generative_teacher(model_args.teacher, config)
     data_args.task_type = task_type.name
     return task_type
+
+
+GENERATIVE_HEADS = {"ForCausalLM": "causal language model", "LMHeadModel": "causal language model",
+                    "ForConditionalGeneration": "sequence-to-sequence model"}  # fmt: skip
+
+
+def refuse_generative_teacher(name: str, config: Any) -> None:
+    """A generative LM teacher is not bent into a classifier without a word: refused until its task type exists."""
+    from .tasks import TASK_TYPES
+
+    for arch in getattr(config, "architectures", None) or []:
+        kind = next((k for suffix, k in GENERATIVE_HEADS.items() if arch.endswith(suffix)), None)
+        if kind:
+            raise UnsupportedFeature(
+                f"teacher {name!r} is a {kind} ({arch}); distillkit distils {', '.join(TASK_TYPES)} models, not "
+                f"{kind}s yet. Give a teacher of one of those kinds, or pass --task_type sequence-classification to "
+                "fine-tune this one as a classifier first and distil that."
+            )
 
 
 def used_features(model_args: Any, data_args: Any, teacher_args: Any, args: Any) -> list[str]:

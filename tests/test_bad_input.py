@@ -132,6 +132,17 @@ CASES += [
      r"--tag_column 4 is out of range: .*good.conll has 3 columns"),
     ("token task: a feature it does not offer", {**TAGGER, "--teacher_lora_r": "4"},
      r"not supported for task type 'token-classification': fine-tune the tagger fully"),
+    ("token file: json lines with numbered ner_tags", {**TAGGER, "--train_file": "{numbered_jsonl}"},
+     r"numbered.jsonl, line 1: the tags are numbers \(\[1, 2, 0\]...\); distillkit reads tag names"),
+]  # fmt: skip
+# the models themselves: a typo in a folder, a kind of teacher no task type distils
+CASES += [
+    ("a teacher folder with a typo", {"--teacher": "{tmp}/teachr"}, r"teacher folder '.*teachr' \(--teacher\) does "
+     r"not exist: check the path"),
+    ("a student folder with a typo", {"--student": "../studnt/", **NO_SHAPE}, r"student folder '../studnt/' "
+     r"\(--student\) does not exist"),
+    ("a causal LM teacher", {"--teacher": "{gpt2_lm}"}, r"is a causal language model \(GPT2LMHeadModel\); distillkit "
+     r"distils sequence-classification, token-classification models, not causal language models yet"),
 ]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
@@ -182,9 +193,16 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "new_tag.conll").write_text("w1 X B-NEW\nw2 X O\n")
     (tmp / "bad_tag.conll").write_text("w1 X O\nw2 X K\n")
     (tmp / "docstart.conll").write_text("-DOCSTART- -X- O\n\n")
+    (tmp / "numbered.jsonl").write_text('{"tokens": ["w1", "w2", "w3"], "ner_tags": [1, 2, 0]}\n')
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
+    lm.config.architectures = ["GPT2LMHeadModel"]
+    lm.save_pretrained(tmp / "gpt2_lm")
     conll = {name: tmp / f"{name}.conll" for name in ("good", "ragged", "new_tag", "bad_tag", "docstart")}
     return {
         "tagger": tmp / "tagger", **{f"{k}_conll": v for k, v in conll.items()},
+        "numbered_jsonl": tmp / "numbered.jsonl", "gpt2_lm": tmp / "gpt2_lm",
         "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",
         "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",

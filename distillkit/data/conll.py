@@ -69,7 +69,8 @@ def read_conll(path: str, tag_column: int = -1) -> tuple[list[list[str]], list[l
 
 
 def read_token_jsonl(path: str) -> tuple[list[list[str]], list[list[str]]]:
-    """Json lines with `tokens` and `tags` lists of equal length."""
+    """Json lines with `tokens` and `tags` (or `ner_tags`, as `datasets` names them) lists of equal length, the tags
+    as names."""
     sentences, tags = [], []
     with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
@@ -80,9 +81,15 @@ def read_token_jsonl(path: str) -> tuple[list[list[str]], list[list[str]]]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{where} is not JSON ({err.msg}).") from None
-            words, labels = row.get("tokens"), row.get("tags")
+            words, labels = row.get("tokens"), row.get("tags", row.get("ner_tags"))
             if not isinstance(words, list) or not isinstance(labels, list) or len(words) != len(labels):
-                raise ValueError(f"{where} needs `tokens` and `tags` lists of the same length.")
+                raise ValueError(f"{where} needs `tokens` and `tags` (or `ner_tags`) lists of the same length.")
+            if any(isinstance(t, int) for t in labels):
+                raise ValueError(
+                    f"{where}: the tags are numbers ({labels[:3]}...); distillkit reads tag names (B-PER, I-PER, O). "
+                    "Write the names (a `datasets` split: map each id through features['ner_tags'].feature.names), "
+                    "or give the hub data set itself (--task conll2003 / wnut_17)."
+                )
             for tag in labels:
                 _check_tag(str(tag), where)
             if words:
