@@ -101,7 +101,8 @@ class DistillConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "A folder for the teacher's logits over the training set, computed once and reused by later "
-            "epochs and runs (offline distillation; logit losses only)."
+            "epochs and runs (offline distillation; logit losses only). From the command line or a recipe the "
+            "default is <output_dir>/teacher_cache when every loss reads only the logits; none: the live teacher."
         },
     )
     teacher_backend: str = field(
@@ -154,6 +155,8 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSS_KINDS} (got {self.hidden_loss!r}).")
         if self.attention_loss not in ATTENTION_LOSS_KINDS:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSS_KINDS} (got {self.attention_loss!r}).")
+        if isinstance(self.teacher_cache, str) and self.teacher_cache.strip().lower() in ("none", ""):
+            self.teacher_cache = None  # --teacher_cache none: the live teacher in every step
         check_backend(self.teacher_backend)
         if self.teacher_backend not in ("auto", "torch") and not self.teacher_cache:
             raise ValueError(

@@ -21,9 +21,19 @@ from .resilience import atomic_write_text
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "student.md")
 CARD_INFO = "distillkit_card.json"
 RECIPE_FILE = "distillkit_recipe.yaml"
-# never pushed: checkpoints (they hold optimizer state), the fine-tuned teacher, pickled arguments, run logs
-# (the ONNX export goes along; the int8 TorchScript file does not: it only runs with the same torch)
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "teacher/**", "*.bin", "*.pt", "runs/**", "int8/**"]
+# never pushed: checkpoints (they hold optimizer state), the fine-tuned teacher and its cached logits, pickled
+# arguments, run logs (the ONNX export goes along; the int8 TorchScript file does not: it only runs with the same
+# torch)
+PUSH_IGNORE = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "teacher/**",
+    "teacher_cache/**",
+    "*.bin",
+    "*.pt",
+    "runs/**",
+    "int8/**",
+]
 
 GLUE_DATASET = "nyu-mll/glue"
 

@@ -38,8 +38,10 @@ from .data.unlabeled import (
     training_texts,
     with_teacher_only_rows,
 )
+from .defaults import choose_defaults
 from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
+from .plan import build_plan
 from .progress import TimeEstimate, announce
 from .recipe_steps import (
     DATA_REPORT,
@@ -91,6 +93,7 @@ class DistillRecipe:
         self.command = command or [*invocation("distill"), *sys.argv[1:]]
         self.notes: list[str] = []  # warnings for the card
         self.trimmed = self.prune_report = self.extra = None
+        self.defaults: list[Any] = []  # the defaults chosen for fields nobody set (defaults.Choice)
 
     # ---- the run ------------------------------------------------------------------------------------------------
 
@@ -104,8 +107,10 @@ class DistillRecipe:
         check_writable(self.args.output_dir)
         self.load_teachers()
         self.build_student()
+        self.choose_defaults()
         self.tokenize()
         self.check()
+        self.show_plan()
         # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here
         self.teacher_stage()
         self.finish_student()
@@ -184,6 +189,18 @@ class DistillRecipe:
         self.student = make_student(self.model_args, self.teacher, self.args.seed, self.task_type)
         configs = {"teacher": self.teacher.config, "student": self.student.config}
         self.data_args.max_seq_length = fit_max_seq_length(self.data_args.max_seq_length, configs)
+
+    def choose_defaults(self) -> None:
+        """distillkit's defaults for the fields the command line and the recipe left unset (`defaults.py`): the
+        measured recipes' learning rate for this kind of student, batch, warm-up, alpha, a sequence length from the
+        data, and the teacher cache when only logits are distilled. Each is logged and written into the recipe."""
+        self.defaults = choose_defaults(self)
+        if any(c.field == "teacher_cache" for c in self.defaults):
+            try:
+                self.task_type.check_features(["teacher_cache"])
+            except UnsupportedFeature:  # a task type without a cache: the live teacher, as before
+                self.args.teacher_cache = None
+                self.defaults = [c for c in self.defaults if c.field != "teacher_cache"]
 
     def encode_args(self) -> dict[str, Any]:
         """How every split is tokenized (`tokenize_dataset`'s arguments): columns, length, the task's labels."""
@@ -271,6 +288,13 @@ class DistillRecipe:
             self.task_type.check_labels_in_use(self.data["train"]["labels"], self.teacher.config)
         warn_if_not_smaller(self.student.num_parameters(), self.teacher.num_parameters())  # shared tensors once
         scaled_logging_steps(args, len(self.data["train"]))
+
+    def show_plan(self) -> None:
+        """One block before anything trains: the teacher stage or not, the cache or the live teacher, the steps, batch
+        and learning rate (and why), each part's time from a probe of a few passes on a real batch (`plan.py`)."""
+        self.plan = build_plan(self)
+        announce("plan", "what this run will do")
+        logger.info("plan:\n%s", self.plan.text())
 
     def teacher_stage(self) -> None:
         """Fine-tune the teachers that need it (the first, then an ensemble's others); read earlier scores."""

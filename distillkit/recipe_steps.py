@@ -227,6 +227,13 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
     return student, report
 
 
+def recipe_fields_set(recipe: Any) -> set[str]:
+    """The fields the user set and those distillkit's defaults chose: written into the recipe even where they equal
+    a built-in default, so that the recipe read back runs the same."""
+    given = set(getattr(recipe.args, "distillkit_given", None) or ())
+    return given | {c.field for c in getattr(recipe, "defaults", None) or []}
+
+
 def write_run_files(recipe: Any) -> None:
     """Before the first step: the recipe (to run it again), the size report, the data and prune reports."""
     out = recipe.args.output_dir
@@ -235,8 +242,12 @@ def write_run_files(recipe: Any) -> None:
         "The run that made this student. Run it again with: distillkit distill --config distillkit_recipe.yaml\n"
         f"(it was started as: {shlex.join(recipe.command)}; paths here are absolute)"
     )
+    if getattr(recipe, "defaults", None):
+        header += "\ndistillkit's defaults, for the fields neither the command line nor a recipe set:\n" + "\n".join(
+            f"  {c.line()}" for c in recipe.defaults
+        )
     dump_recipe(os.path.join(out, RECIPE_FILE), recipe.model_args, recipe.data_args, recipe.teacher_args,
-                recipe.args, header=header, absolute_paths=True)  # fmt: skip
+                recipe.args, header=header, absolute_paths=True, keep=recipe_fields_set(recipe))  # fmt: skip
     write_size_report(out, recipe.result.sizes)
     atomic_write_text(os.path.join(out, DATA_REPORT), json.dumps(recipe.data_report, indent=2))
     if recipe.prune_report is not None:

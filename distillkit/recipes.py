@@ -13,6 +13,7 @@ from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments, TeacherArguments
 from .config import DistillConfig
+from .defaults import given_fields
 
 
 def build_parser(prog: str | None = None) -> HfArgumentParser:
@@ -43,16 +44,20 @@ def parse_args(
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     known, _ = parser.parse_known_args(argv)
-    if known.config:
+    recipe = load_recipe(known.config, parser) if known.config else {}
+    if recipe:
         # the recipe becomes the parser's defaults, so any flag given on the command line overrides it
-        parser.set_defaults(**load_recipe(known.config, parser))
+        parser.set_defaults(**recipe)
     # the fourth output is the namespace left over after the dataclasses took their fields (here: `config`)
     model_args, data_args, teacher_args, distill_args, _ = parser.parse_args_into_dataclasses(argv)
+    # what the user set (flags and recipe fields): distillkit's defaults (`defaults.py`) fill in only the rest
+    distill_args.distillkit_given = given_fields(argv, parser, recipe)
     return model_args, data_args, teacher_args, distill_args
 
 
-def recipe_values(*configs: Any) -> dict[str, Any]:
-    """The fields of these dataclasses that differ from their defaults, as plain YAML values: the recipe of a run.
+def recipe_values(*configs: Any, keep: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The fields of these dataclasses that differ from their defaults, and those in `keep` (what the user set,
+    which distillkit's defaults would otherwise fill in on a second run), as plain YAML values: the recipe of a run.
 
     Tokens are never included (any field ending in `_token`).
     """
@@ -68,9 +73,9 @@ def recipe_values(*configs: Any) -> dict[str, Any]:
                 value = list(config.teachers)  # an ensemble: every teacher
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = getattr(value, "value", value)  # enums -> their string
-            if value == getattr(default, "value", default):
+            if value == getattr(default, "value", default) and f.name not in keep:
                 continue
-            if not value and default in (None, "none", False, "", ()):
+            if not value and default in (None, "none", False, "", ()) and f.name not in keep:
                 continue  # `__post_init__` turned an unset default into its empty form (None -> [], False)
             if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
                 continue  # objects `__post_init__` built from defaults (accelerator_config): not recipe values
@@ -82,13 +87,19 @@ def recipe_values(*configs: Any) -> dict[str, Any]:
 PATH_FIELDS = ("teacher", "student", "train_file", "validation_file", "teacher_cache", "output_dir", "logging_dir")
 
 
-def dump_recipe(path: str, *configs: Any, header: str = "", absolute_paths: bool = False) -> None:
+def dump_recipe(
+    path: str,
+    *configs: Any,
+    header: str = "",
+    absolute_paths: bool = False,
+    keep: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """Write `recipe_values(*configs)` as a flat YAML recipe that `--config` reads back.
 
     With `absolute_paths`, local paths (the output folder, and any other path field that exists on disk; hub names
     are left alone) are written absolute, so that the recipe runs the same from another folder.
     """
-    values = recipe_values(*configs)
+    values = recipe_values(*configs, keep=keep)
     if absolute_paths:
 
         def absolute(name: str, value: Any) -> Any:
