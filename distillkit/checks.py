@@ -19,7 +19,7 @@ _PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longfo
 
 # report_to name -> (the transformers check, what to install)
 _INTEGRATIONS: dict[str, tuple[Callable[[], bool], str]] = {
-    "tensorboard": (integration_utils.is_tensorboard_available, "pip install tensorboard (or distillkit[tensorboard])"),
+    "tensorboard": (integration_utils.is_tensorboard_available, "pip install tensorboard"),
     "wandb": (integration_utils.is_wandb_available, "pip install wandb"),
     "mlflow": (integration_utils.is_mlflow_available, "pip install mlflow"),
     "comet_ml": (integration_utils.is_comet_available, "pip install comet_ml"),

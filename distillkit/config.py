@@ -109,9 +109,9 @@ class DistillConfig(TrainingArguments):
         default="auto",
         metadata={
             "help": f"How the teacher scores the rows of --teacher_cache: one of {BACKENDS}. auto: onnxruntime fp32 "
-            "(the same predictions, about 1.9x faster on a CPU) for caches of 2,048+ rows when distillkit[export] is "
-            "installed and the teacher is fp32 on the CPU, else PyTorch as loaded; torch; int8 (PyTorch dynamic); "
-            "onnx; onnx-int8. The manifest records the backend used."
+            "(the same predictions, about 1.9x faster on a CPU) for caches of 2,048+ rows when onnxruntime (the "
+            "export extra) is installed and the teacher is fp32 on the CPU, else PyTorch as loaded; torch; int8 "
+            "(PyTorch dynamic); onnx; onnx-int8. The manifest records the backend used."
         },
     )
     train_sampling_strategy: str = field(
@@ -168,6 +168,8 @@ class DistillConfig(TrainingArguments):
         if isinstance(self.extra_losses, str):
             self.extra_losses = [x for x in self.extra_losses.split(",") if x.strip()]
         self.loss_weights()  # parses extra_losses, so a malformed entry fails here and not at the first step
+        if self.dataloader_pin_memory and not _has_accelerator():
+            self.dataloader_pin_memory = False  # pinned memory serves copies to a GPU: on a CPU it only warns
         super().__post_init__()
 
     def loss_weights(self, stage: str | None = None) -> dict[str, float]:
@@ -198,6 +200,13 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"stage must be one of {STAGES} or None (got {stage!r}).")
         intermediate = {name.removesuffix("_weight") for name in INTERMEDIATE_WEIGHTS}
         return {n: w for n, w in active.items() if (n in intermediate) == (stage == "intermediate")}
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    return bool(accelerator.is_available()) if accelerator is not None else torch.cuda.is_available()
 
 
 def _args_section(cls: type, own: set[str]) -> str:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .loading import quiet_transformers
+
 Batch = dict[str, torch.Tensor]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -36,6 +38,37 @@ class LogitsOnly(nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         return self.model(**dict(zip(self.names, tensors)), return_dict=True).logits
+
+
+class _IdsMask(nn.Module):
+    """input_ids, attention_mask -> logits, as keyword inputs named as the tokenizer names them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).logits
+
+
+class _IdsMaskTypes(_IdsMask):
+    """input_ids, attention_mask, token_type_ids -> logits (BERT-style tokenizers)."""
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                          return_dict=True).logits  # fmt: skip
+
+
+def keyword_module(model: nn.Module, names: list[str]) -> nn.Module:
+    """A module whose traced form is called as `module(**tokenizer(text, return_tensors="pt"))`: its arguments are
+    named `input_ids`, `attention_mask` (and `token_type_ids`); other sets of inputs are positional."""
+    if names == ["input_ids", "attention_mask"]:
+        return _IdsMask(model)
+    if names == ["input_ids", "attention_mask", "token_type_ids"]:
+        return _IdsMaskTypes(model)
+    return LogitsOnly(model, names)
 
 
 @dataclass
@@ -65,7 +98,7 @@ def quantize_int8(module: nn.Module) -> nn.Module:
 def write_onnx(model: nn.Module, example: Batch, names: list[str], path: str) -> None:
     """Export `model`'s logits to ONNX at `path` (weights beside it), with dynamic batch and sequence axes."""
     axes = {0: "batch", 1: "sequence"}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             LogitsOnly(model.eval(), names),
@@ -82,10 +115,11 @@ def write_onnx(model: nn.Module, example: Batch, names: list[str], path: str) ->
 def export_int8(model: nn.Module, example: Batch, out_dir: str) -> Runner:
     """Dynamically quantize every nn.Linear to int8 (weights int8, activations quantized on the fly) and save it as
     TorchScript (`model.pt`): quantized weights have no safetensors form, and a TorchScript archive loads without
-    unpickling Python objects. Tracing records no sequence length: any batch and length run (checked in the tests)."""
+    unpickling Python objects. Tracing records no sequence length: any batch and length run (checked in the tests).
+    It is called with the tokenizer's output: `torch.jit.load(path)(**tokenizer(texts, return_tensors="pt"))`."""
     names = input_names(model, example)
-    quantized = quantize_int8(LogitsOnly(model.eval(), names))
-    with warnings.catch_warnings():
+    quantized = quantize_int8(keyword_module(model.eval(), names))
+    with warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(quantized, tuple(example[n] for n in names), check_trace=False)
     os.makedirs(out_dir, exist_ok=True)
@@ -101,8 +135,10 @@ def export_int8(model: nn.Module, example: Batch, out_dir: str) -> Runner:
 
 
 def export_onnx(model: nn.Module, example: Batch, out_dir: str) -> Runner:
-    """Export to ONNX with dynamic batch and sequence axes (`model.onnx`, weights in `model.onnx.data`) and run it
-    in onnxruntime on the CPU."""
+    """Export to ONNX with dynamic batch and sequence axes (`model.onnx`, its weights in `model.onnx.data`: keep the
+    two together) and run it in onnxruntime on the CPU. Its inputs are named as the tokenizer's outputs:
+    `session.run(None, {i.name: encoded[i.name] for i in session.get_inputs()})` with
+    `encoded = tokenizer(texts, return_tensors="np")`."""
     import onnxruntime
 
     names = input_names(model, example)

@@ -3,6 +3,7 @@ tokenizers, and teachers and students as the `AutoModelFor...` class of the task
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -142,16 +143,34 @@ def load_teacher(
         return model.merge_and_unload()
     auto = task_type.auto_model_class()
     if label_names is not None and (new_head or not has_trained_head(name_or_path, task_type, trust_remote_code)):
-        return auto.from_pretrained(
-            name_or_path,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=safetensors_only,
-            ignore_mismatched_sizes=new_head,
-            **task_type.new_head_config(label_names),
-        )
+        with quiet_transformers():  # its head is missing by design: said below, in one line, with what happens next
+            model = auto.from_pretrained(
+                name_or_path,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=safetensors_only,
+                ignore_mismatched_sizes=new_head,
+                **task_type.new_head_config(label_names),
+            )
+        logger.info("teacher %s: a new %s head for %d labels (the checkpoint has none; the teacher stage trains it)",
+                    name_or_path, auto.__name__.removeprefix("AutoModelFor"), len(label_names) or 1)  # fmt: skip
+        return model
     model = auto.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, use_safetensors=safetensors_only)
     task_type.check_head_size(name_or_path, model.config, label_names)
     return model
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' warnings silenced for a moment where they say nothing useful: the load report (MISSING
+    weights) of a head that is new by design, the default-loss note of a config traced for export."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def load_student(
@@ -170,9 +189,14 @@ def load_student(
     check_weights(name_or_path, "student", allow_pickle)
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     kwargs = {} if task_type.has_trained_head(config) else task_type.head_config(teacher.config)
-    return task_type.auto_model_class().from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle, **kwargs
-    )
+    quiet = quiet_transformers() if kwargs else contextlib.nullcontext()
+    with quiet:  # a bare encoder's head is new by design: distillation trains it
+        model = task_type.auto_model_class().from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle, **kwargs
+        )
+    if kwargs:
+        logger.info("student %s: a new head with the teacher's labels (distillation trains it)", name_or_path)
+    return model
 
 
 def model_class(task_type: Any, config: Any) -> type:

@@ -96,6 +96,11 @@ def load_note() -> str:
     return note + (": other work shares the CPU, on an idle machine the run is faster" if busy else "")
 
 
+def weights_text(weights: dict[str, float]) -> str:
+    """{'kd': 0.9, 'ce': 0.09999999999999998} -> kd 0.9 + ce 0.1"""
+    return " + ".join(f"{name} {weight:.4g}" for name, weight in weights.items())
+
+
 def build_plan(recipe: Any, probe: bool = True) -> Plan:
     """The plan of `recipe` (a `DistillRecipe` after its `check` step)."""
     args, teacher_args, plan = recipe.args, recipe.teacher_args, Plan()
@@ -133,7 +138,9 @@ def build_plan(recipe: Any, probe: bool = True) -> Plan:
         if recipe.ensemble:
             teacher_forward *= len(recipe.setups)
     cache = args.teacher_cache
-    why = f" ({chosen['teacher_cache'].reason})" if "teacher_cache" in chosen else ""
+    why = " (the default: only the teacher's logits are distilled; --teacher_cache none for the live teacher)" if (
+        "teacher_cache" in chosen
+    ) else ""  # fmt: skip
     if cache and os.path.isfile(os.path.join(cache, "manifest.json")):
         plan.lines.append(f"teacher: read from the cache in {cache} when it fits this data{why}")
     elif cache:
@@ -154,8 +161,8 @@ def build_plan(recipe: Any, probe: bool = True) -> Plan:
                                    f"{train_rows:,} rows at batch {batch_size})")  # fmt: skip
     lr = f"learning rate {args.learning_rate:g}"
     if "learning_rate" in chosen:
-        lr += f" ({chosen['learning_rate'].reason})"
-    line = f"distillation: {length}, {lr}, losses {args.loss_weights()}"
+        lr += f" (the default for {chosen['learning_rate'].reason})"
+    line = f"distillation: {length}, {lr}, losses {weights_text(args.loss_weights())}"
     if timed:
         student_batch = probe_batch(recipe.data["train"], batch_size, student_collator, recipe.student_tokenizer)
         per_step = time_step(recipe.student, student_batch, backward=True, bf16=args.bf16)

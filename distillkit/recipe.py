@@ -41,7 +41,7 @@ from .data.unlabeled import (
 from .defaults import choose_defaults
 from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
-from .plan import build_plan
+from .plan import build_plan, weights_text
 from .progress import TimeEstimate, announce
 from .recipe_steps import (
     DATA_REPORT,
@@ -333,7 +333,7 @@ class DistillRecipe:
         """The `DistillTrainer` (it checks and builds the teacher cache), and the models' sizes."""
         args, seq_len = self.args, self.data_args.max_seq_length
         self.stop = StopOnSignal()
-        announce("distillation", f"{len(self.data['train']):,} rows, losses {args.loss_weights()}")
+        announce("distillation", f"{len(self.data['train']):,} rows, losses {weights_text(args.loss_weights())}")
         teacher_tok = {"teacher_processing_class": self.members if self.ensemble else self.tokenizer}
         self.trainer = DistillTrainer(
             model=self.student,

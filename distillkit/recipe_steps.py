@@ -269,11 +269,13 @@ def write_outputs(recipe: Any) -> None:
         texts = [" ".join(t) if isinstance(t, list) else t for t in probe[recipe.text_column]]  # words: joined
         inputs = batches(recipe.tokenizer, texts, 1, seq_len, pairs)
         student_inputs = batches(recipe.student_tokenizer, texts, 1, seq_len, pairs) if recipe.cross else inputs
-        latency = {
-            "teacher": model_latency_ms(recipe.teacher, inputs),
-            "student": model_latency_ms(recipe.trainer.model, student_inputs),
-            "note": threads_note(1, len(inputs)),
-        }
+        announce("latency", f"the teacher, then the student, at batch 1 on {len(inputs)} validation texts")
+        latency = {"teacher": model_latency_ms(recipe.teacher, inputs)}
+        logger.info("latency: teacher %.1f ms an example", latency["teacher"])
+        latency["student"] = model_latency_ms(recipe.trainer.model, student_inputs)
+        logger.info("latency: student %.1f ms an example", latency["student"])
+        latency["note"] = threads_note(1, len(inputs))
+    announce("model card", os.path.join(args.output_dir, "README.md"))
     info = card_info(recipe.model_args, recipe.task, args, recipe.trainer, result, latency, recipe.command,
                      recipe.data_args.dataset_name, recipe.task_type)  # fmt: skip
     write_card(args.output_dir, {**info, "data": recipe.data_report, "warnings": recipe.notes})

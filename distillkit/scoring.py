@@ -15,7 +15,8 @@ PyTorch fp32 3.0x the rows/s of random-order batches, onnx 5.6x with the same pr
 -2.0 accuracy points, and PyTorch dynamic int8 12.6x at -11.6 points: int8 is a choice to measure, not a default.
 
 `auto` (the default) takes `onnx` where it can gain: a cache of at least `AUTO_ONNX_ROWS` rows, a teacher on the CPU
-in fp32, and onnx, onnxscript and onnxruntime installed (`pip install "distillkit[export]"`); else `torch`.
+in fp32, and onnx, onnxscript and onnxruntime installed (`pip install onnx onnxscript onnxruntime`, or the clone's
+extra: `pip install "path/to/distillkit[export]"`); else `torch`.
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def _onnx_scorer(
         import onnxruntime
     except ImportError:
         raise ValueError(
-            "teacher_backend onnx needs onnxruntime: pip install 'distillkit[export]' (onnx, onnxscript, "
-            "onnxruntime), or use --teacher_backend torch|int8."
+            "teacher_backend onnx needs onnxruntime: pip install onnx onnxscript onnxruntime (or the export extra, "
+            "pip install 'path/to/distillkit[export]'), or use --teacher_backend torch|int8."
         ) from None
     if work_dir is None:  # onnxruntime reads the files when the session is made: a temporary folder is enough
         with tempfile.TemporaryDirectory(prefix="distillkit-onnx-") as tmp:

@@ -147,7 +147,7 @@ CASES += [
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
         ("tensorboard not installed", {"--report_to": "tensorboard"}, r"--report_to tensorboard: tensorboard is not "
-         r"installed. Install it \(pip install tensorboard \(or distillkit\[tensorboard\]\)\)")
+         r"installed. Install it \(pip install tensorboard\)")
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import onnxruntime
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distillkit import parse_args
 from distillkit.recipe import run
@@ -60,10 +61,25 @@ def test_int8_and_onnx_exports_agree_with_the_float_student(student_dir):
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         assert session.run(["logits"], feed)[0].shape == (batch, 2)
 
+    # both are called the way their runtimes expect, with the tokenizer's output as it comes (the card says so)
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    texts = rule_sentences(3, 9)[0]
+    float_student = AutoModelForSequenceClassification.from_pretrained(student_dir).eval()
+    with torch.no_grad():
+        expected = float_student(**tokenizer(texts, return_tensors="pt", padding=True)).logits.numpy()
+    int8 = torch.jit.load(str(student_dir / "int8" / "model.pt"))
+    with torch.no_grad():
+        got = int8(**tokenizer(texts, return_tensors="pt", padding=True)).numpy()
+    np.testing.assert_allclose(got, expected, atol=0.1)
+    encoded = tokenizer(texts, return_tensors="np", padding=True)
+    logits = session.run(None, {i.name: encoded[i.name] for i in session.get_inputs()})[0]
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
     saved = json.loads((student_dir / "exports.json").read_text())
     assert len(saved["rows"]) == 4 and saved["threads"] >= 1
     card = ModelCard.load(student_dir / "README.md")
     assert "## Deployment exports" in card.text and "student ONNX (onnxruntime)" in card.text
+    assert "int8(**tokenizer(" in card.text and "onnx/model.onnx.data" in card.text
     assert card.data.eval_results  # the metadata survived the re-render
 
 

@@ -206,8 +206,12 @@ def test_the_plan_says_what_will_run_before_the_first_step(tmp_path, trained_tea
     job.run()
     text = job.plan.text()
     assert "teacher stage: none" in text
-    assert re.search(r"teacher: scores the 96 training rows once into .*teacher_cache \(every loss reads only", text)
-    assert re.search(r"distillation: 3 steps, learning rate 0.0005 \(a student with new layers, 16 wide", text)
+    assert re.search(r"teacher: scores the 96 training rows once into .*teacher_cache \(the default: only the", text)
+    assert re.search(
+        r"distillation: 3 steps, learning rate 0.0005 \(the default for a student with new "
+        r"layers, 16 wide",
+        text,
+    )
     assert re.search(r"in all: about \d+ s before evaluation; timed now, load average", text)
     messages = [r.getMessage() for r in caplog.records]
     plan_at = next(i for i, m in enumerate(messages) if m.startswith("plan:\n"))

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             import matplotlib  # noqa: F401
         except ImportError as error:
-            raise ImportError("the plot needs matplotlib: pip install 'distillkit[plot]', or pass --no_plot") from error
+            raise ImportError("the plot needs matplotlib: pip install matplotlib, or pass --no_plot") from error
         plot(recs, stem.with_suffix(".png"), cli.title, label, anchors)
         written.append(stem.with_suffix(".png"))
     print(markdown(recs, label, anchors))
