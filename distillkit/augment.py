@@ -218,6 +218,27 @@ def _match_case(original: str, word: str) -> str:
     return word
 
 
+def _json_cached(cache_dir: str, prefix: str, key: Any, compute: Any, what: str) -> dict[str, Any]:
+    """`compute()` (a dict of JSON values), kept in `<cache_dir>/<prefix>-<digest of key>.json` and read from there
+    when the same key comes again; `what` names the rows in the log."""
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    path = os.path.join(cache_dir, f"{prefix}-{digest}.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        logger.info("augmentation: %d %s read from %s", len(saved["origin"]), what, path)
+        return saved
+    started = time.perf_counter()
+    result = compute()
+    seconds = time.perf_counter() - started
+    count = len(result["origin"])
+    logger.info("augmentation: %d new %s in %.1f s (%.0f a second), cached in %s", count, what, seconds,
+                count / max(seconds, 1e-9), path)  # fmt: skip
+    os.makedirs(cache_dir, exist_ok=True)
+    atomic_write_text(path, json.dumps(result))
+    return result
+
+
 def augment_cached(
     texts: Sequence[str],
     pairs: Sequence[str] | None,
@@ -228,30 +249,14 @@ def augment_cached(
     cache_dir: str,
 ) -> tuple[list[str], list[str] | None, list[int]]:
     """`augment_texts`, read from `cache_dir` when the same texts were augmented the same way before."""
-    digest = hashlib.sha256(
-        json.dumps([list(texts), list(pairs) if pairs is not None else None, n, p, seed, source.k, source.identity])
-        .encode()
-    ).hexdigest()[:20]  # fmt: skip
-    path = os.path.join(cache_dir, f"augment-{digest}.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        logger.info("augmentation: %d texts read from %s", len(saved["texts"]), path)
-        return saved["texts"], saved["pairs"], saved["origin"]
-    started = time.perf_counter()
-    new_texts, new_pairs, origin = augment_texts(texts, pairs, source, n, p, seed)
-    seconds = time.perf_counter() - started
-    logger.info(
-        "augmentation: %d new texts from %d in %.1f s (%.0f texts/s), cached in %s",
-        len(new_texts),
-        len(texts),
-        seconds,
-        len(new_texts) / max(seconds, 1e-9),
-        path,
-    )
-    os.makedirs(cache_dir, exist_ok=True)
-    atomic_write_text(path, json.dumps({"texts": new_texts, "pairs": new_pairs, "origin": origin}))
-    return new_texts, new_pairs, origin
+    key = [list(texts), list(pairs) if pairs is not None else None, n, p, seed, source.k, source.identity]
+
+    def compute() -> dict[str, Any]:
+        new_texts, new_pairs, origin = augment_texts(texts, pairs, source, n, p, seed)
+        return {"texts": new_texts, "pairs": new_pairs, "origin": origin}
+
+    saved = _json_cached(cache_dir, "augment", key, compute, "texts")
+    return saved["texts"], saved["pairs"], saved["origin"]
 
 
 def augment_tagged(
@@ -302,16 +307,10 @@ def augment_tagged_cached(
 ) -> tuple[list[list[str]], list[list[str]], list[int]]:  # fmt: skip
     """`augment_tagged`, read from `cache_dir` when the same sentences were augmented the same way before."""
     key = [[list(t) for t in tokens], [list(t) for t in tags], n, p, seed, source.k, source.identity, "tagged"]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    path = os.path.join(cache_dir, f"augment-tagged-{digest}.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        logger.info("augmentation: %d tagged sentences read from %s", len(saved["tokens"]), path)
-        return saved["tokens"], saved["tags"], saved["origin"]
-    new_tokens, new_tags, origin = augment_tagged(tokens, tags, source, n, p, seed)
-    logger.info("augmentation: %d new tagged sentences from %d (only O words replaced), cached in %s",
-                len(new_tokens), len(tokens), path)  # fmt: skip
-    os.makedirs(cache_dir, exist_ok=True)
-    atomic_write_text(path, json.dumps({"tokens": new_tokens, "tags": new_tags, "origin": origin}))
-    return new_tokens, new_tags, origin
+
+    def compute() -> dict[str, Any]:
+        new_tokens, new_tags, origin = augment_tagged(tokens, tags, source, n, p, seed)
+        return {"tokens": new_tokens, "tags": new_tags, "origin": origin}
+
+    saved = _json_cached(cache_dir, "augment-tagged", key, compute, "tagged sentences (only O words replaced)")
+    return saved["tokens"], saved["tags"], saved["origin"]
