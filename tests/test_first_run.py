@@ -226,3 +226,13 @@ def test_the_plan_says_what_will_run_before_the_first_step(tmp_path, trained_tea
     text = job.plan.text()
     assert re.search(r"teacher stage: .* is fine-tuned first: 2 steps at batch 32, learning rate 5e-05: about", text)
     assert "teacher: runs live in every step (the losses read inside the teacher)" in text
+
+
+def test_json_lines_with_named_ner_tags_are_read_as_tags(tmp_path):
+    from distillkit.data.conll import read_token_jsonl
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"tokens": ["EU", "rejects", "it"], "ner_tags": ["B-ORG", "O", "O"]}\n\n'
+                    '{"tokens": ["Peter"], "tags": ["I-PER"]}\n')  # fmt: skip
+    words, tags = read_token_jsonl(str(path))
+    assert words == [["EU", "rejects", "it"], ["Peter"]] and tags == [["B-ORG", "O", "O"], ["I-PER"]]
