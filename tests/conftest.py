@@ -38,6 +38,17 @@ def make_tokenizer(directory=None) -> BertTokenizer:
     return BertTokenizer(vocab={token: i for i, token in enumerate(VOCAB)}, do_lower_case=True)
 
 
+def save_base_encoder(directory) -> None:
+    """A 2 x 32 BERT encoder without a task head, with the test tokenizer: a base checkpoint such as
+    all-mpnet-base-v2, which the teacher stage fine-tunes."""
+    from transformers import BertModel
+
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(directory)
+    make_tokenizer().save_pretrained(directory)
+
+
 def rule_sentences(n: int, seed: int) -> tuple[list[str], list[int]]:
     """Random sentences of 3-8 words; the label says whether a keyword occurs (about half do)."""
     rng = random.Random(seed)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import BertConfig, BertModel
 
-from .conftest import VOCAB, make_tokenizer, write_tsv
+from .conftest import save_base_encoder, write_tsv
 from .test_cross_tokenizer import student_model, student_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,11 +21,7 @@ SCRIPT = ROOT / "scripts" / "benchmark.py"
 def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     models = tmp / "models"
-    # a base encoder without a classification head, as all-mpnet-base-v2 is: the teacher stage fine-tunes it
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
-    BertModel(config).save_pretrained(models / "base-encoder")
-    make_tokenizer().save_pretrained(models / "base-encoder")
+    save_base_encoder(models / "base-encoder")  # no head, as all-mpnet-base-v2: the teacher stage fine-tunes it
     student_model().save_pretrained(models / "pretrained-student")  # its own tokenizer: cross-tokenizer
     student_tokenizer().save_pretrained(models / "pretrained-student")
     write_tsv(tmp / "train.tsv", 300, 1)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import BertConfig, BertModel
 
-from .conftest import VOCAB, make_tokenizer
+from .conftest import VOCAB, save_base_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "benchmark.py"
@@ -34,10 +33,7 @@ def _conll(path: Path, n: int, seed: int) -> None:
 def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ner-bench")
     models = tmp / "models"
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
-    BertModel(config).save_pretrained(models / "base-encoder")  # no head: the teacher stage fine-tunes it
-    make_tokenizer().save_pretrained(models / "base-encoder")
+    save_base_encoder(models / "base-encoder")  # no head, as all-mpnet-base-v2: the teacher stage fine-tunes it
     _conll(tmp / "train.conll", 120, 1)
     _conll(tmp / "dev.conll", 30, 2)
     common = {"task_type": "token-classification", "max_seq_length": 32, "per_device_train_batch_size": 16,
