@@ -144,7 +144,8 @@ def choose_defaults(recipe: Any) -> list[Choice]:
     columns = recipe.raw["train"].column_names
     if (data_args.label_column and data_args.label_column in columns) or "tags" in columns:  # gold labels
         choose("alpha", 0.9, "mostly the teacher's soft targets, a tenth gold labels, as in every student recipe")
-    if "max_seq_length" not in given:
+    has_text = "tokens" in columns or all(c in columns for c in (recipe.text_column, recipe.pair_column) if c)
+    if "max_seq_length" not in given and has_text:  # a missing column is refused by the tokenize step, with its fix
         from .checks import position_limit
 
         limits = [n for n in (position_limit(recipe.teacher.config), position_limit(recipe.student.config)) if n]
