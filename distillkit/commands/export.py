@@ -126,15 +126,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
     example = {k: v for k, v in eval_batches[0].items() if k != "labels"}
     if opts.int8:
+        print("export: dynamic int8 (TorchScript) ...", flush=True)
         runners.append(export_int8(student, example, os.path.join(directory, "int8")))
     if opts.onnx:
+        print("export: ONNX (checked in onnxruntime) ...", flush=True)
         runners.append(export_onnx(student, example, os.path.join(directory, "onnx")))
 
     compute = task_type.compute_metrics(student.config, task.metrics if task else None)
     reference = None
     rows = []
-    for runner in runners:
+    for number, runner in enumerate(runners, 1):
         batches, timed = inputs.get(runner.name, (eval_batches, timing))
+        print(f"measure {number}/{len(runners)}: {runner.name}, the metric on {len(split):,} rows, then the latency at "
+              f"batch 1 and 32", flush=True)  # fmt: skip
         outputs = [runner.predict({k: v for k, v in b.items() if k != "labels"}) for b in batches]
         labels = _stack([b["labels"].numpy() for b in batches], -100)
         logits = _stack(outputs, 0.0)
