@@ -65,11 +65,10 @@ def test_offline_mode_and_local_folders_ask_nothing_of_the_network(monkeypatch, 
 
 
 def _train_file(tmp_path, rows=96):
-    from .conftest import rule_sentences
+    from .conftest import write_tsv
 
-    texts, labels = rule_sentences(rows, 5)
     path = tmp_path / "train.tsv"
-    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
+    write_tsv(path, rows, 5)
     return path
 
 

@@ -13,13 +13,14 @@ the hub's conll2003) starts every entity with `B-`. The scheme is read off the t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from typing import Any
 
 from datasets import Dataset, DatasetDict
+
+from .jsonl import json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -72,29 +73,21 @@ def read_token_jsonl(path: str) -> tuple[list[list[str]], list[list[str]]]:
     """Json lines with `tokens` and `tags` (or `ner_tags`, as `datasets` names them) lists of equal length, the tags
     as names."""
     sentences, tags = [], []
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where} is not JSON ({err.msg}).") from None
-            words, labels = row.get("tokens"), row.get("tags", row.get("ner_tags"))
-            if not isinstance(words, list) or not isinstance(labels, list) or len(words) != len(labels):
-                raise ValueError(f"{where} needs `tokens` and `tags` (or `ner_tags`) lists of the same length.")
-            if any(isinstance(t, int) for t in labels):
-                raise ValueError(
-                    f"{where}: the tags are numbers ({labels[:3]}...); distillkit reads tag names (B-PER, I-PER, O). "
-                    "Write the names (a `datasets` split: map each id through features['ner_tags'].feature.names), "
-                    "or give the hub data set itself (--task conll2003 / wnut_17)."
-                )
-            for tag in labels:
-                _check_tag(str(tag), where)
-            if words:
-                sentences.append([str(w) for w in words])
-                tags.append([str(t) for t in labels])
+    for where, row in json_lines(path):
+        words, labels = row.get("tokens"), row.get("tags", row.get("ner_tags"))
+        if not isinstance(words, list) or not isinstance(labels, list) or len(words) != len(labels):
+            raise ValueError(f"{where} needs `tokens` and `tags` (or `ner_tags`) lists of the same length.")
+        if any(isinstance(t, int) for t in labels):
+            raise ValueError(
+                f"{where}: the tags are numbers ({labels[:3]}...); distillkit reads tag names (B-PER, I-PER, O). "
+                "Write the names (a `datasets` split: map each id through features['ner_tags'].feature.names), "
+                "or give the hub data set itself (--task conll2003 / wnut_17)."
+            )
+        for tag in labels:
+            _check_tag(str(tag), where)
+        if words:
+            sentences.append([str(w) for w in words])
+            tags.append([str(t) for t in labels])
     if not sentences:
         raise ValueError(f"token file {path!r} holds no sentences.")
     return sentences, tags

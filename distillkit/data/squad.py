@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .jsonl import json_lines
+
 
 def _need(mapping: Any, key: str, where: str) -> Any:
     if not isinstance(mapping, dict) or key not in mapping:
@@ -75,24 +77,16 @@ def squad_rows(document: Any, path: str) -> list[dict[str, Any]]:
 def read_squad_jsonl(path: str) -> list[dict[str, Any]]:
     """The rows of json lines in `datasets`' SQuAD layout."""
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where} is not JSON ({err.msg}).") from None
-            for key in ("id", "question", "context", "answers"):
-                _need(row, key, where)
-            answers = row["answers"]
-            texts, starts = _need(answers, "text", f"{where}: answers"), _need(answers, "answer_start", where)
-            qid = str(row["id"])
-            check_answers(qid, row["context"], list(texts), list(starts), where)
-            rows.append({"id": qid, "title": row.get("title", ""), "context": row["context"],
-                         "question": row["question"], "answers": {"text": list(texts),
-                         "answer_start": list(starts)}})  # fmt: skip
+    for where, row in json_lines(path):
+        for key in ("id", "question", "context", "answers"):
+            _need(row, key, where)
+        answers = row["answers"]
+        texts, starts = _need(answers, "text", f"{where}: answers"), _need(answers, "answer_start", where)
+        qid = str(row["id"])
+        check_answers(qid, row["context"], list(texts), list(starts), where)
+        rows.append({"id": qid, "title": row.get("title", ""), "context": row["context"],
+                     "question": row["question"], "answers": {"text": list(texts),
+                     "answer_start": list(starts)}})  # fmt: skip
     if not rows:
         raise ValueError(f"{path} holds no questions.")
     return rows
