@@ -51,13 +51,20 @@ class Choice:
 
 
 def given_fields(argv: Sequence[str], parser: Any, recipe: dict[str, Any] | None = None) -> frozenset[str]:
-    """The fields the command line (`--name value`, `--name=value`, `--no_name`) or the recipe set."""
-    given = set(recipe or ())
-    for action in parser._actions:
-        for option in action.option_strings:
-            if any(arg == option or arg.startswith(option + "=") for arg in argv):
-                given.add(action.dest)
-    return frozenset(given)
+    """The fields the command line (in any spelling argparse accepts: `--name value`, `--name=value`, `--no_name`,
+    an abbreviation) or the recipe set: argv parsed again with every default suppressed, so that only given
+    options land in the namespace."""
+    import argparse
+
+    saved = [(action, action.default, action.required) for action in parser._actions]
+    try:
+        for action in parser._actions:
+            action.default, action.required = argparse.SUPPRESS, False
+        namespace, _ = parser.parse_known_args(list(argv))
+    finally:
+        for action, default, required in saved:
+            action.default, action.required = default, required
+    return frozenset(set(recipe or ()) | set(vars(namespace)))
 
 
 def student_kind(spec: str | None, presets: Any) -> str:

@@ -235,3 +235,14 @@ def test_json_lines_with_named_ner_tags_are_read_as_tags(tmp_path):
                     '{"tokens": ["Peter"], "tags": ["I-PER"]}\n')  # fmt: skip
     words, tags = read_token_jsonl(str(path))
     assert words == [["EU", "rejects", "it"], ["Peter"]] and tags == [["B-ORG", "O", "O"], ["I-PER"]]
+
+
+def test_every_spelling_of_a_flag_counts_as_given():
+    from distillkit import parse_args
+
+    argv = ["--teacher", "t", "--student", "tiny", "--output_dir", "o", "--learning_r", "1e-3", "--alpha=0.3",
+            "--no_init_from_teacher", "--per-device-train-batch-size", "4"]  # fmt: skip
+    *_, args = parse_args(argv)
+    assert args.learning_rate == 1e-3 and args.per_device_train_batch_size == 4  # argparse took them all
+    assert {"learning_rate", "alpha", "init_from_teacher", "per_device_train_batch_size"} <= args.distillkit_given
+    assert "weight_decay" not in args.distillkit_given and "max_seq_length" not in args.distillkit_given
