@@ -176,12 +176,15 @@ class RecipeBench:
     # -- the students --------------------------------------------------------------------------------------------
 
     def cache_dir(self, spec: dict[str, Any], flags: list[str]) -> str:
-        """One teacher cache per training data: the rows and the student's tokenization (the flags that change them)."""
-        model_args, data_args, _, _ = parse_args(flags)
-        key = json.dumps([data_args.max_train_samples, model_args.trim_vocab, model_args.trim_vocab_min_count,
-                          data_args.augment, data_args.unlabeled_file, data_args.max_seq_length,
-                          data_args.label_all_subwords,
-                          model_args.student if os.path.isdir(model_args.student) else None])  # fmt: skip
+        """One teacher cache per training data: the rows and the student's tokenization (the flags that change them;
+        augmented rows depend on the seed too)."""
+        model_args, data_args, _, args = parse_args(flags)
+        parts = [data_args.max_train_samples, model_args.trim_vocab, model_args.trim_vocab_min_count,
+                 data_args.augment, data_args.unlabeled_file, data_args.max_seq_length, data_args.label_all_subwords,
+                 model_args.student if os.path.isdir(model_args.student) else None]  # fmt: skip
+        if data_args.augment and args.seed != 0:  # seed 0 keeps the key it always had (its caches stay found)
+            parts.append(args.seed)
+        key = json.dumps(parts)
         return str(self.out / "teacher_cache" / hashlib.sha256(key.encode()).hexdigest()[:12])
 
     def student_run(self, spec: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:

@@ -138,3 +138,20 @@ def test_published_token_results_carry_f1_and_the_conll_anchors(bench, tmp_path)
         assert {"name", "params", "f1", "retention", "speedup", "seeds"} <= set(record)
         assert record["f1"] == record["accuracy"]
     assert "dev entity F1 %" in (tmp_path / "pub" / "toy.md").read_text()
+
+
+def test_augmented_rows_of_another_seed_get_a_cache_of_their_own(tmp_path):
+    """Augmentation is seeded: seed 1's rows differ from seed 0's, so they cannot share one teacher cache (a shared
+    one was refused as computed for other data, and the run stopped)."""
+    from types import SimpleNamespace
+
+    from distillkit.recipe_benchmark import RecipeBench
+
+    cli = SimpleNamespace(out=str(tmp_path), train_file="t.conll", validation_file="d.conll", use_cpu=False,
+                          max_steps=None, max_eval_samples=None)  # fmt: skip
+    bench = RecipeBench({"task_type": "token-classification", "students": []}, cli)
+    base = ["--teacher", "t", "--student", "tiny", "--output_dir", "o"]
+    dirs = {(aug, seed): bench.cache_dir({}, [*base, "--augment", str(aug), "--seed", str(seed)])
+            for aug in (0, 2) for seed in (0, 1)}  # fmt: skip
+    assert dirs[(0, 0)] == dirs[(0, 1)]  # the same rows: one cache for every seed
+    assert dirs[(2, 0)] != dirs[(2, 1)] and dirs[(2, 0)] != dirs[(0, 0)]
