@@ -149,6 +149,7 @@ def student(name: str, variant: str, flags: list[str], out: Path, src: Path | No
     if record_path.is_file():
         return json.loads(record_path.read_text())
     run_dir = out / "runs" / f"{name}-{variant}"
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     flags = [*flags, "--output_dir", str(run_dir), "--report_to", "none", "--disable_tqdm", "true"]
     if (run_dir / "config.json").exists():
         import shutil
