@@ -71,6 +71,12 @@ def position_limit(config: Any) -> int | None:
     return int(limit)
 
 
+def lowest_position_limit(configs: dict[str, Any]) -> tuple[str, int] | None:
+    """(name, positions) of the model that reads the fewest positions, or None when no config says."""
+    limits = {name: limit for name, c in configs.items() if (limit := position_limit(c))}
+    return min(limits.items(), key=lambda item: item[1]) if limits else None
+
+
 def fit_max_seq_length(max_seq_length: int, configs: dict[str, Any]) -> int:
     """`max_seq_length`, capped (with a warning) at the smallest position limit of the models that will read it.
 
@@ -80,11 +86,10 @@ def fit_max_seq_length(max_seq_length: int, configs: dict[str, Any]) -> int:
     """
     if max_seq_length < 1:
         raise ValueError(f"max_seq_length must be >= 1 (got {max_seq_length}).")
-    limits = {name: position_limit(c) for name, c in configs.items()}
-    limits = {name: limit for name, limit in limits.items() if limit}
-    if not limits:
+    found = lowest_position_limit(configs)
+    if found is None:
         return max_seq_length
-    name, lowest = min(limits.items(), key=lambda item: item[1])
+    name, lowest = found
     if max_seq_length <= lowest:
         return max_seq_length
     logger.warning(

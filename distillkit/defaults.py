@@ -30,9 +30,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# fields whose values `choose_defaults` may choose (DistillConfig / DataArguments names)
-DEFAULTED = ("learning_rate", "per_device_train_batch_size", "warmup_steps", "weight_decay", "alpha",
-             "max_seq_length", "teacher_cache")  # fmt: skip
 CACHE_DIR = "teacher_cache"
 LENGTH_SAMPLE = 4000  # training rows whose token lengths choose max_seq_length
 LENGTH_PERCENTILE = 0.99
@@ -153,11 +150,11 @@ def choose_defaults(recipe: Any) -> list[Choice]:
         choose("alpha", 0.9, "mostly the teacher's soft targets, a tenth gold labels, as in every student recipe")
     has_text = "tokens" in columns or all(c in columns for c in (recipe.text_column, recipe.pair_column) if c)
     if "max_seq_length" not in given and has_text:  # a missing column is refused by the tokenize step, with its fix
-        from .checks import position_limit
+        from .checks import lowest_position_limit
 
-        limits = [n for n in (position_limit(recipe.teacher.config), position_limit(recipe.student.config)) if n]
+        lowest = lowest_position_limit({"teacher": recipe.teacher.config, "student": recipe.student.config})
         lengths = token_lengths(recipe.raw["train"], recipe.tokenizer, recipe.text_column, recipe.pair_column)
-        value, why = sequence_length(lengths, min(limits) if limits else 512)
+        value, why = sequence_length(lengths, lowest[1] if lowest else 512)
         choose("max_seq_length", value, why, target=data_args)
     if "teacher_cache" not in given and logits_only(args) and not args.teacher_cache:
         path = os.path.join(args.output_dir, CACHE_DIR)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .checks import total_steps
+from .config import INTERMEDIATE_WEIGHTS
 from .progress import _minutes
 
 logger = logging.getLogger("distillkit")
@@ -151,9 +152,8 @@ def build_plan(recipe: Any, probe: bool = True) -> Plan:
             line += f": about {_minutes(seconds)} with PyTorch (the onnx backend, when it is used, is faster)"
         plan.lines.append(line)
     else:
-        live = "the losses read inside the teacher" if any(
-            getattr(args, w) > 0 for w in ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight")
-        ) else "no --teacher_cache"  # fmt: skip
+        inside = any(getattr(args, w) > 0 for w in INTERMEDIATE_WEIGHTS)
+        live = "the losses read inside the teacher" if inside else "no --teacher_cache"
         plan.lines.append(f"teacher: runs live in every step ({live})")
 
     steps = total_steps(args, train_rows, batch_size, args.num_train_epochs, args.max_steps)

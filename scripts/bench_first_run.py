@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -102,16 +101,6 @@ def has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def distill(flags: list[str], log: Path, src: Path | None = None) -> float:
@@ -205,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "rows": records}
+    from distillkit.sst2_benchmark.measure import machine
+
+    result = {**machine(), "rows": records}
     (out / "first_run.json").write_text(json.dumps(result, indent=2))
     print(f"\nwritten: {out / 'first_run.json'} (CPU: {result['cpu']}, {result['cores']} cores)")
 
