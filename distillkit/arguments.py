@@ -192,6 +192,17 @@ class DataArguments:
         metadata={"help": "token-classification: every sub-word of a word carries its tag in training (default: the "
                   "first sub-word only; evaluation always reads the first)."},
     )  # fmt: skip
+    doc_stride: int | None = field(
+        default=None,
+        metadata={"help": "question-answering: tokens of overlap between a context's windows (default: a third of "
+                  "max_seq_length, 128 at 384); it must be smaller than the room the question leaves."},
+    )  # fmt: skip
+    n_best_size: int = field(
+        default=20, metadata={"help": "question-answering: the top start and end positions tried per window."}
+    )
+    max_answer_length: int = field(
+        default=30, metadata={"help": "question-answering: the longest answer span, in tokens."}
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})

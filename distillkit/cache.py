@@ -33,6 +33,7 @@ from .data import teacher_part
 from .progress import announce
 from .resilience import atomic_write_text
 from .scoring import make_scorer, resolve_backend
+from .tasks.base import output_logits
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def load_or_build(
 
 def _scorer(backend: str, teacher_forward: Any, teacher: torch.nn.Module, example: dict[str, Any]) -> Any:
     if backend == "torch":  # the trainer's own hook: teacher_* inputs, dtype and device handled there
-        return lambda batch: teacher_forward(batch).logits.float().cpu()
+        return lambda batch: output_logits(teacher_forward(batch)).float().cpu()
     own = teacher_part(example) or example  # the teacher's own tokenization when the batch carries one
     scorer = make_scorer(backend, teacher, own)
     return lambda batch: scorer(teacher_part(batch) or batch)

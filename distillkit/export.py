@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .loading import quiet_transformers
+from .tasks.base import output_logits
 
 Batch = dict[str, torch.Tensor]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -37,7 +38,7 @@ class LogitsOnly(nn.Module):
         self.model, self.names = model, names
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors)), return_dict=True).logits
+        return output_logits(self.model(**dict(zip(self.names, tensors)), return_dict=True))
 
 
 class _IdsMask(nn.Module):
@@ -48,7 +49,7 @@ class _IdsMask(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).logits
+        return output_logits(self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True))
 
 
 class _IdsMaskTypes(_IdsMask):
@@ -57,8 +58,8 @@ class _IdsMaskTypes(_IdsMask):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
     ) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                          return_dict=True).logits  # fmt: skip
+        return output_logits(self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                        token_type_ids=token_type_ids, return_dict=True))  # fmt: skip
 
 
 def keyword_module(model: nn.Module, names: list[str]) -> nn.Module:
@@ -83,7 +84,7 @@ def torch_runner(name: str, model: nn.Module, path: str | None) -> Runner:
 
     @torch.no_grad()
     def predict(batch: Batch) -> np.ndarray:
-        return model(**batch).logits.float().numpy()
+        return output_logits(model(**batch)).float().numpy()
 
     return Runner(name, path, predict)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .data import TEACHER_PREFIX, teacher_part
+from .tasks.base import TARGET_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Teacher:
         model_inputs = {
             k: v.to(self.device) if torch.is_tensor(v) else v
             for k, v in inputs.items()
-            if k in self._accepted and k != "labels"
+            if k in self._accepted and k not in TARGET_COLUMNS
         }
         return self.model(
             **model_inputs,

@@ -143,6 +143,24 @@ def build_compute_metrics(
     return compute_metrics
 
 
+class InOrderEvaluation:
+    """A `Trainer` mixin: evaluation keeps the data set's order when the metric asks for it (a `compute_metrics`
+    with `in_order = True`, such as question answering's, which reads each window's offsets by its position). Other
+    metrics keep the Trainer's sampler (length-grouped batches are faster and do not change a per-row score)."""
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        if getattr(self.compute_metrics, "in_order", False):
+            from torch.utils.data import SequentialSampler
+
+            # several processes: None gives accelerate's in-order shards, gathered back in order
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        return super()._get_eval_sampler(eval_dataset)
+
+
+class _EvaluationTrainer(InOrderEvaluation, Trainer):
+    """The plain `Trainer` of `evaluate_model`."""
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -159,8 +177,8 @@ def evaluate_model(
     saved = args.eval_strategy, args.load_best_model_at_end
     args.eval_strategy, args.load_best_model_at_end = IntervalStrategy.NO, False
     try:
-        trainer = Trainer(model=model, args=args, processing_class=tokenizer, compute_metrics=compute_metrics,
-                          data_collator=data_collator)  # fmt: skip
+        trainer = _EvaluationTrainer(model=model, args=args, processing_class=tokenizer,
+                                     compute_metrics=compute_metrics, data_collator=data_collator)  # fmt: skip
     finally:
         args.eval_strategy, args.load_best_model_at_end = saved
     return trainer.evaluate(dataset, metric_key_prefix=prefix)

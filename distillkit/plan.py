@@ -21,10 +21,11 @@ import torch
 from .checks import total_steps
 from .config import INTERMEDIATE_WEIGHTS
 from .progress import _minutes
+from .tasks.base import TARGET_COLUMNS, output_logits
 
 logger = logging.getLogger("distillkit")
 
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids", *TARGET_COLUMNS)
 
 
 @dataclass
@@ -78,8 +79,7 @@ def time_step(model: Any, batch: dict[str, torch.Tensor], backward: bool, bf16: 
             with torch.set_grad_enabled(backward), autocast:
                 out = model(**batch)
                 if backward:
-                    logits = out.logits if hasattr(out, "logits") else out[0]
-                    logits.float().mean().backward()
+                    output_logits(out).float().mean().backward()
             if i:  # the first pass warms up
                 best = min(best, time.perf_counter() - start)
     return best

@@ -138,8 +138,8 @@ def load_run_data(data_args: Any, task_type: TaskType) -> tuple[Task | None, Any
                          f"{task_type.name!r}; give --train_file and --validation_file.")  # fmt: skip
     task = get_task(data_args.task) if glue and own is None else None
     text, pair = resolve_columns(task, data_args.text_column, data_args.text_pair_column)
-    if own is not None:
-        text, pair = "tokens", None
+    if own is not None:  # the task type's own rows: its text columns (a tagger's words, a question and its context)
+        text, pair = task_type.text_columns() or ("tokens", None)
     raw = own if own is not None else load_task_data(task, data_args.train_file, data_args.validation_file,
                                                      data_args.label_column)  # fmt: skip
     if "train" not in raw:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .export import input_names, quantize_int8, write_onnx
+from .tasks.base import output_logits
 
 BACKENDS = ("auto", "torch", "int8", "onnx", "onnx-int8")
 AUTO_ONNX_ROWS = 2048  # below this the export (tens of seconds for a base model) costs more than it saves
@@ -73,7 +74,7 @@ def make_scorer(
 
         @torch.no_grad()
         def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return model(**{n: batch[n] for n in names}).logits.float().cpu()
+            return output_logits(model(**{n: batch[n] for n in names})).float().cpu()
 
         return score
     if backend == "int8":
@@ -81,7 +82,7 @@ def make_scorer(
 
         @torch.no_grad()
         def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return quantized(**{n: batch[n].cpu() for n in names}).logits.float()
+            return output_logits(quantized(**{n: batch[n].cpu() for n in names})).float()
 
         return score
     return _onnx_scorer(model, example, names, quantize=backend == "onnx-int8", work_dir=work_dir)

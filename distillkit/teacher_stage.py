@@ -18,7 +18,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 from .arguments import TeacherArguments
 from .checks import total_steps
 from .config import DistillConfig
-from .metrics import evaluate_model
+from .metrics import InOrderEvaluation, evaluate_model
 from .progress import TimeEstimate, announce
 from .resilience import ExactResume, MarkCheckpoints, TrainingClock, latest_checkpoint, save_then_move
 
@@ -154,5 +154,5 @@ def finetune_teacher(
     return model.eval(), metrics
 
 
-class _TeacherTrainer(ExactResume, Trainer):
+class _TeacherTrainer(InOrderEvaluation, ExactResume, Trainer):
     """The teacher stage's `Trainer`: resumes exactly from its checkpoints."""

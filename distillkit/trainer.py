@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -19,10 +20,11 @@ from .ensemble import TeacherEnsemble, ensemble_identity, ensemble_members
 from .frozen_teacher import Teacher, use_eager_attention
 from .losses.registry import LossInputs
 from .losses.relations import QKVCapture
+from .metrics import InOrderEvaluation
 from .progress import announce
 from .resilience import ExactResume, NonFiniteLossError, mark_complete, save_then_move
 from .stages import TwoStageSchedule
-from .tasks import TaskType, resolve_task_type
+from .tasks import TARGET_COLUMNS, TaskType, output_logits, resolve_task_type
 from .trainer_checks import check_models, check_setup
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 DISTILL_MODULES_NAME = "distill_modules.safetensors"
 
 
-class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
+class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
     """Trains `model` (the student) to imitate `teacher`.
 
         trainer = DistillTrainer(model=student, teacher=teacher, args=DistillConfig(...),
@@ -129,6 +131,8 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
             kwargs["compute_metrics"] = self.task_type.compute_metrics(model.config)
 
         super().__init__(model=model, args=args, **kwargs)
+        if args.label_names is None:  # the task type's target columns (a span head's forward names two of them)
+            self.label_names = list(self.task_type.label_columns)
 
         # (re)wrapped here: which outputs the teacher must return depends on the active losses (set_stage)
         if self.ensemble is None:
@@ -208,7 +212,7 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         self, student_outputs: Any, teacher_outputs: Any, inputs: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Combine the active registered losses: returns (weighted sum, {name: unweighted detached term})."""
-        labels = inputs.get("labels")
+        labels = self.task_type.batch_labels(inputs)
         total = None
         terms: dict[str, torch.Tensor] = {}
         for name, weight in self.active_weights.items():
@@ -246,8 +250,9 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # the student computes no loss of its own: labels are only for the registered losses
         student_inputs = {
-            k: v for k, v in inputs.items() if k not in ("labels", INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
-        }
+            k: v for k, v in inputs.items()
+            if k not in (*TARGET_COLUMNS, INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)
+        }  # fmt: skip
         if (stage := self.stage_at(self.state.global_step)) != self._stage:
             self.set_stage(stage)
         for capture in self._qkv if self._reads_qkv else ():
@@ -257,7 +262,10 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
         )
         teacher_outputs = self.teacher_forward(inputs) if self._needs_teacher else None
         self._batch_qkv = tuple(c.take() for c in self._qkv) if self._reads_qkv else None
-        loss, terms = self.compute_distill_loss(student_outputs, teacher_outputs, inputs)
+        mask = inputs.get("attention_mask")
+        loss, terms = self.compute_distill_loss(
+            self.loss_view(student_outputs, mask), self.loss_view(teacher_outputs, mask), inputs
+        )
         if model.training:
             for name, value in terms.items():
                 total_so_far, steps = self._term_sums.get(name, (0.0, 0))
@@ -265,8 +273,20 @@ class DistillTrainer(TwoStageSchedule, ExactResume, Trainer):
             self._term_steps += 1
         if return_outputs:
             # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
-            return loss, {"loss": loss, "logits": student_outputs.logits}
+            return loss, {"loss": loss, "logits": output_logits(student_outputs)}
         return loss
+
+    def loss_view(self, outputs: Any, attention_mask: Any) -> Any:
+        """A model output as the losses read it: the task type's `loss_logits` as `.logits` (a span head's start and
+        end distributions), hidden states and attention maps as they are; most task types' outputs unchanged."""
+        if outputs is None:
+            return None
+        logits = output_logits(outputs)
+        view = self.task_type.loss_logits(logits, attention_mask)
+        if view is logits:
+            return outputs
+        return SimpleNamespace(logits=view, hidden_states=getattr(outputs, "hidden_states", None),
+                               attentions=getattr(outputs, "attentions", None))  # fmt: skip
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         step = self.state.global_step

@@ -13,9 +13,9 @@ from .frozen_teacher import check_vocabularies
 from .losses.layer_map import LayerMap, build_layer_map
 from .losses.registry import LossSpec, get_loss
 from .losses.relations import find_qkv
-from .tasks import TaskType, resolve_task_type
+from .tasks import TARGET_COLUMNS, TaskType, resolve_task_type
 
-_LABEL_COLUMNS = ("labels", "label", "label_ids")
+_LABEL_COLUMNS = (*TARGET_COLUMNS, "label", "label_ids")
 
 
 def check_setup(

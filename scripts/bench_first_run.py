@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="../shared/data")
     parser.add_argument("--out", required=True)
     parser.add_argument("--before_src", help="a checkout of the code before the defaults, for the `before` runs")
+    parser.add_argument("--sets", nargs="+", choices=("pairs", "sst2-6000"), default=("pairs", "sst2-6000"),
+                        help="the data sets to run (default: both)")  # fmt: skip
     opts = parser.parse_args(argv)
     out, models = Path(opts.out).expanduser(), Path(opts.models).expanduser()
     files = prepare(Path(opts.data), out)
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     sets = [("pairs", models / "all-MiniLM-L6-v2", "pairs", ["--text_column", "sentence1", "--text_pair_column",
                                                              "sentence2"]),
             ("sst2-6000", models / "all-mpnet-base-v2", "sst2", ["--task", "sst2"])]  # fmt: skip
-    for name, model, prefix, task in sets:
+    for name, model, prefix, task in (s for s in sets if s[0] in opts.sets):
         fine_tuned = teacher(name, model, files, prefix, task, out)
         common = ["--teacher", str(fine_tuned), "--student", "tiny", *task, "--train_file",
                   str(files[f"{prefix}-train"]), "--validation_file", str(files[f"{prefix}-dev"])]  # fmt: skip

@@ -27,14 +27,14 @@ from distillkit.export import export_int8, export_onnx, input_names, torch_runne
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
 from distillkit.latency import dir_size_mb, latency_ms
 from distillkit.recipes import load_recipe
-from distillkit.tasks import resolve_task_type
+from distillkit.tasks import TARGET_COLUMNS, resolve_task_type
 
 from . import command_name, invocation
 
 
-def _batches(features, collate, size: int, names: list[str], labels: bool = False) -> list[dict[str, torch.Tensor]]:
-    """Padded batches of `names` (and `labels`, padded by the task's collator: -100 for a tagger's)."""
-    keep = [*names, "labels"] if labels else names
+def _batches(features, collate, size: int, names: list[str], targets: tuple[str, ...] = ()) -> list[dict]:
+    """Padded batches of `names` (and the `targets` columns, padded by the task's collator: -100 for a tagger's)."""
+    keep = [*names, *targets]
     out = []
     for i in range(0, len(features), size):
         rows = [features[j] for j in range(i, min(i + size, len(features)))]
@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     auto = task_type.auto_model_class()
     student = auto.from_pretrained(directory).eval()
     files = SimpleNamespace(train_file=None, validation_file=setting["validation_file"],
-                            tag_column=recipe.get("tag_column", -1))  # fmt: skip
+                            tag_column=recipe.get("tag_column", -1), doc_stride=recipe.get("doc_stride"),
+                            n_best_size=recipe.get("n_best_size"),
+                            max_answer_length=recipe.get("max_answer_length"))  # fmt: skip
     raw = task_type.read_data(files)  # a task type's own files (CoNLL columns, ...), else csv / tsv / GLUE
     if raw is None:
         raw = load_task_data(task, None, files.validation_file) if files.validation_file else load_task_data(task)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), collate, 1, names),
                   32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), collate, 32,
                                names)}  # fmt: skip
-        return _batches(features, collate, 32, names, labels=True), timing
+        return _batches(features, collate, 32, names, task_type.label_columns), timing
 
     eval_batches, timing = encode(tokenizer, student)
     inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not same_tokenizer(teacher_tokenizer, tokenizer):  # a cross-tokenizer student: each reads its own ids
             inputs["teacher"] = encode(teacher_tokenizer, teacher)
     runners.append(torch_runner("student", student, os.path.join(directory, "model.safetensors")))
-    example = {k: v for k, v in eval_batches[0].items() if k != "labels"}
+    example = {k: v for k, v in eval_batches[0].items() if k not in TARGET_COLUMNS}
     if opts.int8:
         print("export: dynamic int8 (TorchScript) ...", flush=True)
         runners.append(export_int8(student, example, os.path.join(directory, "int8")))
@@ -139,8 +141,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         batches, timed = inputs.get(runner.name, (eval_batches, timing))
         print(f"measure {number}/{len(runners)}: {runner.name}, the metric on {len(split):,} rows, then the latency at "
               f"batch 1 and 32", flush=True)  # fmt: skip
-        outputs = [runner.predict({k: v for k, v in b.items() if k != "labels"}) for b in batches]
-        labels = _stack([b["labels"].numpy() for b in batches], -100)
+        outputs = [runner.predict({k: v for k, v in b.items() if k not in TARGET_COLUMNS}) for b in batches]
+        labels = _stack([task_type.batch_labels(b).numpy() for b in batches], -100)
         logits = _stack(outputs, 0.0)
         metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
         preds = task_type.predictions(logits, student.config)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.unlabeled import NO_LABEL
+from ..tasks.base import TARGET_COLUMNS
 from .importance import _LAYOUTS, Importance, _layout, measure_importance
 from .init import spread_layers
 
@@ -242,14 +243,15 @@ def prune_on_data(
     (`pruned_alone`), the pruned student's before any training, and the teacher's."""
     c = student.config
     shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
-    labels = dataset["labels"] if "labels" in dataset.column_names else []
+    targets = [c for c in TARGET_COLUMNS if c in dataset.column_names]  # `labels`, or a span head's two
+    labels = dataset[targets[0]] if targets else []
     # not the teacher-only rows (-100 / NaN; a tagged sentence: no tagged token)
     labelled = [i for i, y in enumerate(labels)
                 if (any(t != NO_LABEL for t in y) if isinstance(y, list) else y == y and y != NO_LABEL)]  # fmt: skip
     if not labelled:
         raise ValueError("--student pruned scores the teacher's units on gold labels, and the training data has none.")
     rows = dataset.select(labelled[:samples])
-    columns = [k for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in rows.column_names]
+    columns = [k for k in ("input_ids", "attention_mask", "token_type_ids", *targets) if k in rows.column_names]
     rows = [{k: r[k] for k in columns} for r in rows]
     batches = [collator(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
     scores = measure_importance(teacher, batches)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import FEATURES, TaskType, UnsupportedFeature
+from .base import FEATURES, TARGET_COLUMNS, TaskType, UnsupportedFeature, output_logits
+from .question_answering import QuestionAnswering
 from .sequence_classification import SequenceClassification
 from .token_classification import TokenClassification
 
 __all__ = [
     "FEATURES",
+    "TARGET_COLUMNS",
+    "QuestionAnswering",
     "TASK_TYPES",
     "DEFAULT_TASK_TYPE",
     "SequenceClassification",
@@ -18,6 +21,7 @@ __all__ = [
     "UnsupportedFeature",
     "get_task_type",
     "infer_task_type",
+    "output_logits",
     "register_task_type",
     "resolve_task_type",
     "task_type_of_dataset",
@@ -89,3 +93,4 @@ def resolve_task_type(task_type: str | TaskType | None, model: Any = None) -> Ta
 
 register_task_type(DEFAULT_TASK_TYPE, SequenceClassification)
 register_task_type("token-classification", TokenClassification)
+register_task_type("question-answering", QuestionAnswering)

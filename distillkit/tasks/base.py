@@ -34,6 +34,26 @@ FEATURES: dict[str, str] = {
 }
 
 
+# the columns that may hold a row's targets: `labels`, or a span head's two, named as its forward names them
+TARGET_COLUMNS = ("labels", "start_positions", "end_positions")
+
+
+def output_logits(output: Any) -> Any:
+    """The one tensor distillkit reads off a model output: its `logits`, or a span head's start and end logits
+    stacked on a last axis of 2 (`(batch, seq, 2)`: the layout of a per-token head, so that caches, exports and the
+    Trainer's padding of predictions treat both alike)."""
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    start, end = getattr(output, "start_logits", None), getattr(output, "end_logits", None)
+    if start is None or end is None:
+        raise ValueError(f"a model output without logits ({type(output).__name__}): distillkit reads `logits`, or "
+                         "`start_logits` and `end_logits`.")  # fmt: skip
+    import torch
+
+    return torch.stack([start, end], dim=-1)
+
+
 class UnsupportedFeature(ValueError):
     """A feature asked for that the task type does not offer: raised before anything is written (exit code 2)."""
 
@@ -58,6 +78,8 @@ class TaskType:
     head_description: ClassVar[str] = "task"  # "has no trained <this> head"
     features: ClassVar[frozenset[str]] = frozenset()
     dataset_names: ClassVar[tuple[str, ...]] = ()  # --task names that mean this task type (GLUE's, "conll2003")
+    per_token: ClassVar[bool] = False  # logits per token, (batch, seq, outputs), rather than per row
+    label_columns: ClassVar[tuple[str, ...]] = ("labels",)  # the encoded rows' target columns (in TARGET_COLUMNS)
 
     # ---- models -------------------------------------------------------------------------------------------------
 
@@ -104,8 +126,18 @@ class TaskType:
         return 0
 
     def output_from_logits(self, logits: Any) -> Any:
-        """A model output holding `logits` (cached teacher logits, an ensemble's mixed ones)."""
+        """A model output holding `logits` (cached teacher logits, an ensemble's mixed ones), in the layout that
+        `output_logits` reads back."""
         raise NotImplementedError
+
+    def loss_logits(self, logits: Any, attention_mask: Any) -> Any:
+        """The logits as the losses read them (`output_logits`' tensor unchanged, by default): the last axis is the
+        one a softmax runs over. A span head turns its `(batch, seq, 2)` into two distributions over positions."""
+        return logits
+
+    def batch_labels(self, inputs: Mapping[str, Any]) -> Any:
+        """A batch's targets as the losses read them (its `labels`, by default), or None."""
+        return inputs.get("labels")
 
     # ---- data ---------------------------------------------------------------------------------------------------
 
@@ -123,6 +155,11 @@ class TaskType:
         """--augment for a task type whose augmented rows keep their gold labels: the new raw training rows (a
         `Dataset` with the training split's columns), which join the labelled rows. None: the default, new texts
         that only the teacher labels (`data.unlabeled.extra_rows`)."""
+        return None
+
+    def text_columns(self) -> tuple[str, str | None] | None:
+        """The columns of this task type's own raw rows (`read_data`) that hold the text and its pair: what the
+        length defaults measure and vocabulary trimming counts. None: the recipe's text columns."""
         return None
 
     unlabeled_text = True  # --unlabeled_file: text that only the teacher labels (False: refused with a reason)

@@ -39,6 +39,7 @@ class TokenClassification(TaskType):
                           "teacher_cache", "pruning", "onnx_export", "vocab_trimming",
                           "augmentation"})  # fmt: skip
     dataset_names = ("conll2003", "wnut_17")
+    per_token = True
 
     def __init__(self) -> None:
         # the validation split's truncated sentences, set as it is encoded: {the tag ids of their kept words: [the
@@ -105,8 +106,8 @@ class TokenClassification(TaskType):
             return load_hub_tagged(data_args.task)
         return None
 
-    def text_columns(self) -> tuple[str, str]:
-        return ("tokens", "tags")
+    def text_columns(self) -> tuple[str, str | None]:
+        return ("tokens", None)
 
     def encode(self, raw: Any, tokenizer: Any, config: Any, max_seq_length: int, label_all_subwords: bool) -> Any:
         encoded = encode_words(raw, tokenizer, config.label2id, max_seq_length, label_all_subwords)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..conftest import KEYWORDS, VOCAB, rule_sentences, tiny_bert, train_teacher
+from ..conftest import KEYWORDS, VOCAB, WORDS, rule_sentences, tiny_bert, train_teacher
 
 
 @dataclass
@@ -69,9 +69,38 @@ def _tagging_teacher(tokenizer: Any) -> Any:
     return BertForTokenClassification(config).eval()
 
 
+def _qa_rows(n: int, seed: int) -> dict[str, list]:
+    """SQuAD-layout rows: a context of 4-10 plain words with one keyword put in; the question is the keyword, the
+    answer the keyword's place in the context (learnable by attention)."""
+    import random
+
+    rng = random.Random(seed)
+    columns: dict[str, list] = {"id": [], "question": [], "context": [], "answers": []}
+    for i in range(n):
+        words = [rng.choice(WORDS[len(KEYWORDS) :]) for _ in range(rng.randint(4, 10))]
+        key, at = rng.choice(KEYWORDS), rng.randrange(len(words) + 1)
+        words.insert(at, key)
+        start = len(" ".join(words[:at])) + (1 if at else 0)
+        columns["id"].append(f"q{seed}-{i}")
+        columns["question"].append(key)
+        columns["context"].append(" ".join(words))
+        columns["answers"].append({"text": [key], "answer_start": [start]})
+    return columns
+
+
+def _qa_teacher(tokenizer: Any) -> Any:
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)  # fmt: skip
+    return BertForQuestionAnswering(config).eval()
+
+
 FIXTURES: dict[str, TaskFixture] = {
     "sequence-classification": TaskFixture(_classification_teacher, _classification_rows),
     "token-classification": TaskFixture(_tagging_teacher, _tagging_rows, label_column="tags", text_column="tokens"),
+    "question-answering": TaskFixture(_qa_teacher, _qa_rows, label_column="answers", text_column="question"),
 }
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ import yaml
 from distillkit import DistillConfig, DistillTrainer, build_student, get_task_type, parse_args, tokenize_dataset
 from distillkit.commands import main as console_main
 from distillkit.recipe import run
-from distillkit.tasks import FEATURES, TASK_TYPES, TaskType, UnsupportedFeature, infer_task_type
+from distillkit.tasks import FEATURES, TASK_TYPES, TaskType, UnsupportedFeature, infer_task_type, output_logits
 
 from . import toy_regression
 from .fixtures import FIXTURES
@@ -82,8 +83,9 @@ def test_the_interface_is_complete(task):
     assert task_type.features <= set(FEATURES)
     assert hasattr(task_type.auto_model_class(), "from_pretrained")
     assert task_type.has_trained_head(teacher.config)
-    output = task_type.output_from_logits(torch.zeros(2, teacher.config.num_labels))
-    assert output.logits.shape == (2, teacher.config.num_labels)
+    shape = (2, 5, teacher.config.num_labels) if task_type.per_token else (2, teacher.config.num_labels)
+    output = task_type.output_from_logits(torch.zeros(*shape))
+    assert output_logits(output).shape == shape
 
 
 def test_a_few_steps_metrics_and_a_plain_transformers_reload(task, tmp_path):
@@ -118,7 +120,8 @@ def test_a_few_steps_metrics_and_a_plain_transformers_reload(task, tmp_path):
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     outputs = json.loads(loaded.stdout.strip().splitlines()[-1])
-    assert torch.allclose(torch.tensor(outputs["logits"]), here.logits.cpu(), atol=1e-5)
+    plain = output_logits(SimpleNamespace(**{k: torch.tensor(v) for k, v in outputs.items()}))
+    assert torch.allclose(plain, output_logits(here).cpu(), atol=1e-5)
 
 
 def _flags(task, tmp_path, *extra):
@@ -169,7 +172,7 @@ def test_an_unsupported_feature_is_refused_before_anything_is_written(task, tmp_
 def test_the_task_type_is_inferred_from_the_task_and_the_teacher(task):
     _, _, _, teacher, _ = task
     first = next(n for n, c in TASK_TYPES.items() if teacher.config.architectures[0].endswith(c.architecture_suffix))
-    assert first in ("sequence-classification", "token-classification")  # a built-in type comes first
+    assert first in ("sequence-classification", "token-classification", "question-answering")  # built-ins first
     assert infer_task_type(teacher.config).name == first
     from distillkit.arguments import DataArguments, ModelArguments
     from distillkit.recipe_steps import resolve_run_task_type
