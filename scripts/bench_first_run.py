@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", nargs="+", choices=("pairs", "sst2-6000"), default=("pairs", "sst2-6000"),
                         help="the data sets to run (default: both)")  # fmt: skip
     opts = parser.parse_args(argv)
-    out, models = Path(opts.out).expanduser(), Path(opts.models).expanduser()
-    files = prepare(Path(opts.data), out)
+    out, models = Path(opts.out).expanduser().resolve(), Path(opts.models).expanduser().resolve()
+    files = prepare(Path(opts.data).resolve(), out)  # absolute: the `before` runs start in --before_src
     before = Path(opts.before_src).expanduser() if opts.before_src else None
     records = []
     sets = [("pairs", models / "all-MiniLM-L6-v2", "pairs", ["--text_column", "sentence1", "--text_pair_column",

@@ -135,6 +135,22 @@ CASES += [
     ("token file: json lines with numbered ner_tags", {**TAGGER, "--train_file": "{numbered_jsonl}"},
      r"numbered.jsonl, line 1: the tags are numbers \(\[1, 2, 0\]...\); distillkit reads tag names"),
 ]  # fmt: skip
+# question answering (a span teacher, SQuAD files): the question's id or the file's missing key is named
+SPANS = {"--teacher": "{span_teacher}", "--train_file": "{good_squad}", "--task_type": "question-answering"}
+CASES += [
+    ("squad file: not SQuAD-shaped", {**SPANS, "--train_file": "{shapeless_squad}"},
+     r"shapeless.json has no 'data' \(found \['version'\]\): not SQuAD-shaped"),
+    ("squad file: an answer away from its offset", {**SPANS, "--train_file": "{moved_squad}"},
+     r"question 'q2': the answer 'w3' is not at answer_start 0 of its context \(found 'w9'\)"),
+    ("squad file: an unanswerable question", {**SPANS, "--train_file": "{v2_squad}"},
+     r"question 'q3' has no answer \(a SQuAD v2 unanswerable question\?\)"),
+    ("squad: a stride as long as the room left", {**SPANS, "--max_seq_length": "12", "--doc_stride": "8"},
+     r"--doc_stride 8 must be smaller than the room left for the context \(8 tokens"),
+    ("squad: a question longer than max_seq_length", {**SPANS, "--train_file": "{long_question_squad}",
+     "--max_seq_length": "8"}, r"question 'q4' has 9 tokens, more than max_seq_length 8 leaves"),
+    ("squad: a feature it does not offer", {**SPANS, "--augment": "1"},
+     r"not supported for task type 'question-answering': augmented contexts would move the answers' offsets"),
+]  # fmt: skip
 # the models themselves: a typo in a folder, a kind of teacher no task type distils
 CASES += [
     ("a teacher folder with a typo", {"--teacher": "{tmp}/teachr"}, r"teacher folder '.*teachr' \(--teacher\) does "
@@ -142,7 +158,8 @@ CASES += [
     ("a student folder with a typo", {"--student": "../studnt/", **NO_SHAPE}, r"student folder '../studnt/' "
      r"\(--student\) does not exist"),
     ("a causal LM teacher", {"--teacher": "{gpt2_lm}"}, r"is a causal language model \(GPT2LMHeadModel\); distillkit "
-     r"distils sequence-classification, token-classification models, not causal language models yet"),
+     r"distils sequence-classification, token-classification, question-answering models, not causal language "
+     r"models yet"),
 ]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
@@ -200,9 +217,34 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     lm.config.architectures = ["GPT2LMHeadModel"]
     lm.save_pretrained(tmp / "gpt2_lm")
     conll = {name: tmp / f"{name}.conll" for name in ("good", "ragged", "new_tag", "bad_tag", "docstart")}
+    from transformers import BertForQuestionAnswering
+
+    spans = BertForQuestionAnswering(tiny_bert().config)
+    spans.config.architectures = ["BertForQuestionAnswering"]
+    spans.save_pretrained(tmp / "span_teacher")
+    make_tokenizer().save_pretrained(tmp / "span_teacher")
+
+    def squad(name: str, qid: str, question: str, context: str, text: str, start: int | None) -> Path:
+        answers = [] if start is None else [{"text": text, "answer_start": start}]
+        qa = {"id": qid, "question": question, "answers": answers, **({"is_impossible": True} if start is None else {})}
+        doc = {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]}
+        (tmp / f"{name}.json").write_text(__import__("json").dumps(doc))
+        return tmp / f"{name}.json"
+
+    good = squad("good", "q1", "w1", "w7 w1 w9 w8", "w1", 3)
+    shapeless = tmp / "shapeless.json"
+    shapeless.write_text('{"version": "1.1"}')
+    squads = {
+        "good_squad": good,
+        "shapeless_squad": shapeless,
+        "moved_squad": squad("moved", "q2", "w3", "w9 w3", "w3", 0),
+        "v2_squad": squad("v2", "q3", "w3", "w9 w8", "", None),
+        "long_question_squad": squad("long", "q4", " ".join(f"w{i}" for i in range(9)), "w7 w1", "w1", 3),
+    }
     return {
         "tagger": tmp / "tagger", **{f"{k}_conll": v for k, v in conll.items()},
         "numbered_jsonl": tmp / "numbered.jsonl", "gpt2_lm": tmp / "gpt2_lm",
+        "span_teacher": tmp / "span_teacher", **squads,
         "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",
         "header_only": tmp / "header.tsv",
         "bad_labels": tmp / "labels.tsv", "bad_recipe": tmp / "bad.yaml", "three_labels": tmp / "three_labels",

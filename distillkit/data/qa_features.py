@@ -28,14 +28,17 @@ def context_room(tokenizer: Any, question_tokens: int, max_seq_length: int) -> i
     return max_seq_length - question_tokens - specials
 
 
-def check_windows(tokenizer: Any, questions: Sequence[str], max_seq_length: int, doc_stride: int) -> None:
-    """Every question leaves room for context, and the stride is shorter than that room (else no window moves on)."""
+def check_windows(tokenizer: Any, questions: Sequence[str], max_seq_length: int, doc_stride: int,
+                  ids: Sequence[str] | None = None) -> None:  # fmt: skip
+    """Every question leaves room for context, and the stride is shorter than that room (else no window moves on).
+    `ids` name the questions in the messages (else their row numbers)."""
     lengths = [len(ids) for ids in tokenizer(list(questions), add_special_tokens=False)["input_ids"]]
     longest = max(range(len(lengths)), key=lengths.__getitem__)
     room = context_room(tokenizer, lengths[longest], max_seq_length)
     if room < 1:
         raise ValueError(
-            f"question {longest} has {lengths[longest]} tokens, more than max_seq_length {max_seq_length} leaves "
+            f"question {ids[longest] if ids is not None else longest!r} has {lengths[longest]} tokens, more than "
+            f"max_seq_length {max_seq_length} leaves "
             "with the special tokens: raise --max_seq_length, or leave such questions out."
         )
     if doc_stride >= room:
@@ -56,7 +59,7 @@ def encode_qa(rows: Any, tokenizer: Any, max_seq_length: int, doc_stride: int, w
         raise ValueError("question answering windows put the question first: use a tokenizer that pads on the right.")
     questions = [q.lstrip() for q in rows["question"]]
     contexts = list(rows["context"])
-    check_windows(tokenizer, questions, max_seq_length, doc_stride)
+    check_windows(tokenizer, questions, max_seq_length, doc_stride, rows.get("id"))
     encoded = tokenizer(
         questions, contexts, truncation="only_second", max_length=max_seq_length, stride=doc_stride,
         return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
