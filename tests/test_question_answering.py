@@ -196,3 +196,13 @@ def test_a_base_encoder_is_fine_tuned_on_the_spans_first(tmp_path):
     assert teacher["architectures"] == ["BertForQuestionAnswering"]
     assert "teacher_eval_f1" in json.loads((tmp_path / "out" / "teacher" / "eval_results.json").read_text())
     assert "eval_f1" in result.metrics
+
+
+def test_the_span_head_is_copied_at_equal_width_only(trained):
+    _, teacher, _ = trained
+    task = get_task_type("question-answering")
+    same = build_student("custom", teacher, task_type=task, num_layers=1, hidden_size=32, num_heads=2)
+    assert task.init_head(same, teacher) == ["span head (qa_outputs) copied from the teacher"]
+    assert torch.equal(same.qa_outputs.weight, teacher.qa_outputs.weight)
+    narrow = build_student("custom", teacher, task_type=task, num_layers=1, hidden_size=16, num_heads=2)
+    assert task.init_head(narrow, teacher) == []

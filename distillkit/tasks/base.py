@@ -54,6 +54,20 @@ def output_logits(output: Any) -> Any:
     return torch.stack([start, end], dim=-1)
 
 
+def copy_head(student: Any, teacher: Any, prefix: str) -> bool:
+    """Copy the teacher's head parameters under `prefix` ("classifier.") into the student when every one exists in
+    both with the same shape (equal widths); returns whether it did."""
+    import torch
+
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    keys = [k for k in s_state if k.startswith(prefix)]
+    if not keys or any(k not in t_state or t_state[k].shape != s_state[k].shape for k in keys):
+        return False
+    with torch.no_grad():
+        student.load_state_dict({k: t_state[k].detach().float() for k in keys}, strict=False)
+    return True
+
+
 class UnsupportedFeature(ValueError):
     """A feature asked for that the task type does not offer: raised before anything is written (exit code 2)."""
 

@@ -31,7 +31,7 @@ from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from ..data.qa_features import best_answers, encode_qa
 from ..squad_metrics import squad_scores
-from .base import TaskType
+from .base import TaskType, copy_head
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +111,9 @@ class QuestionAnswering(TaskType):
                 "SQuAD-style teacher, or a base checkpoint (it is fine-tuned first)."
             )
 
-    @torch.no_grad()
     def init_head(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[str]:
         """Copy the span head (`qa_outputs`, a linear layer to 2 outputs) when the widths match."""
-        t_state, s_state = teacher.state_dict(), student.state_dict()
-        keys = [k for k in s_state if k.startswith("qa_outputs.")]
-        if not keys or any(k not in t_state or t_state[k].shape != s_state[k].shape for k in keys):
-            return []
-        student.load_state_dict({k: t_state[k].detach().float() for k in keys}, strict=False)
-        return ["span head (qa_outputs) copied from the teacher"]
+        return ["span head (qa_outputs) copied from the teacher"] if copy_head(student, teacher, "qa_outputs.") else []
 
     def head_parameters(self, config: Any, width: int, pooler: bool) -> int:
         return width * 2 + 2  # qa_outputs; no pooler

@@ -24,7 +24,7 @@ from transformers.modeling_outputs import TokenClassifierOutput
 from ..data.conll import load_hub_tagged, load_token_files, tag_names
 from ..data.words import IGNORE, encode_words, tag_encoder
 from ..entity_metrics import entity_scores
-from .base import TaskType
+from .base import TaskType, copy_head
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +79,9 @@ class TokenClassification(TaskType):
                 "checkpoint (it is fine-tuned first), or --finetune_teacher always to give it a new head."
             )
 
-    @torch.no_grad()
     def init_head(self, student: PreTrainedModel, teacher: PreTrainedModel) -> list[str]:
         """Copy the linear tag classifier when the widths match (a token head has no pooler)."""
-        t_state, s_state = teacher.state_dict(), student.state_dict()
-        keys = [k for k in s_state if k.startswith("classifier.")]
-        if not keys or any(k not in t_state or t_state[k].shape != s_state[k].shape for k in keys):
-            return []
-        student.load_state_dict({k: t_state[k].detach().float() for k in keys}, strict=False)
-        return ["tag classifier copied from the teacher"]
+        return ["tag classifier copied from the teacher"] if copy_head(student, teacher, "classifier.") else []
 
     def head_parameters(self, config: Any, width: int, pooler: bool) -> int:
         return width * config.num_labels + config.num_labels
