@@ -46,6 +46,12 @@ class ModelArguments:
                   "validation set for prune_report.json (one evaluation of a teacher-sized model per dimension); "
                   "false skips them."},
     )  # fmt: skip
+    attention_dropout: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on the attention probabilities of the student and of the teacher stage (default: "
+                  "each model's own, 0.1 for BERT-likes). 0 lets PyTorch use its fused attention kernel while "
+                  "training: about 1.7x faster steps on the CPU at 256 tokens (docs/troubleshooting.md)."},
+    )  # fmt: skip
     trim_vocab: bool = field(
         default=False,
         metadata={"help": "Keep only the vocabulary the training text uses (plus single characters and special "

@@ -60,6 +60,7 @@ from .recipe_steps import (
 from .resilience import StopOnSignal, finished_run, resolve_resume, resume_requested
 from .run_teachers import ensemble_scores, load_teachers, member_tokenizers, pick_student_tokenizer, stage_members
 from .students import format_size_table, size_report
+from .students.dropout import set_attention_dropout
 from .students.vocab import trim_embeddings, trim_vocabulary, with_teacher_ids
 from .tasks import UnsupportedFeature
 from .teacher_stage import finetune_teacher
@@ -177,6 +178,8 @@ class DistillRecipe:
             self.task_type.check_features(["cross_tokenizer"])
         if first.needs_stage:
             self.task_type.check_features(["teacher_stage"])
+            if model_args.attention_dropout is not None:  # the stage trains it (a frozen teacher runs in eval mode)
+                set_attention_dropout(self.teacher, model_args.attention_dropout)
         self.members = member_tokenizers(self.setups, self.student_tokenizer) if self.ensemble else None
         # the columns of each teacher that tokenizes differently from the student: "teacher_*", or "teacher_<k>_*"
         if self.ensemble:
@@ -187,6 +190,8 @@ class DistillRecipe:
     def build_student(self) -> None:
         """The student as built from the (base) teacher; rebuilt in `finish_student` after a teacher stage."""
         self.student = make_student(self.model_args, self.teacher, self.args.seed, self.task_type)
+        if self.model_args.attention_dropout is not None:  # before the plan's probe times a step
+            set_attention_dropout(self.student, self.model_args.attention_dropout)
         configs = {"teacher": self.teacher.config, "student": self.student.config}
         self.data_args.max_seq_length = fit_max_seq_length(self.data_args.max_seq_length, configs)
 
@@ -328,6 +333,8 @@ class DistillRecipe:
             self.student, self.prune_report = prune_student(self, self.teacher_data)
         if self.trimmed is not None:
             self.student = trim_embeddings(self.student, self.trimmed.kept_ids)
+        if model_args.attention_dropout is not None:
+            set_attention_dropout(self.student, model_args.attention_dropout)
 
     def make_trainer(self) -> None:
         """The `DistillTrainer` (it checks and builds the teacher cache), and the models' sizes."""

@@ -77,7 +77,7 @@ class RecipeBench:
         self.files = ["--train_file", cli.train_file or "", "--validation_file", cli.validation_file or ""]
         if not cli.train_file:  # a hub data set (--task in the recipes)
             self.files = []
-        self.max_length = 128  # the timed text's longest input (the recipes' max_seq_length)
+        self.max_length = 128  # the timed text's longest input where a record does not say (older records)
         self.goals = [(int(g["params"]), float(g["retained"])) for g in plan.get("targets", [])] or None
 
     def flags(self, recipe: str, extra: dict[str, Any]) -> list[str]:
@@ -164,14 +164,21 @@ class RecipeBench:
         keep = {k: round(v, 4) for k, v in found.items() if isinstance(v, float) and not k.endswith(timing)}
         return {"accuracy": round(found[self.metric], 4), "scores": keep}
 
-    def probe_texts(self, recipe: DistillRecipe) -> list[str]:
-        raw = recipe.raw["validation"]
-        column = "tokens" if "tokens" in raw.column_names else recipe.text_column
-        rows = raw[column][:LATENCY_PROBE]
-        return [" ".join(r) if isinstance(r, list) else str(r) for r in rows]
+    def probe_texts(self, raw: Any) -> tuple[list[str], list[str] | None]:
+        """The first LATENCY_PROBE validation rows as the models read them: a tagger's words joined, a question
+        with its context (the task type's text columns)."""
+        first, second = self.task_type.text_columns() or (None, None)
+        if first not in raw.column_names:
+            first, second = raw.column_names[0], None
+        texts = [" ".join(r) if isinstance(r, list) else str(r) for r in raw[first][:LATENCY_PROBE]]
+        pairs = [str(r) for r in raw[second][:LATENCY_PROBE]] if second in raw.column_names else None
+        return texts, pairs
 
-    def latencies(self, model: Any, tokenizer: Any, recipe: DistillRecipe) -> dict[str, float]:
-        return cpu_latencies(model, tokenizer, self.probe_texts(recipe), recipe.data_args.max_seq_length)
+    def latencies(self, model: Any, tokenizer: Any, recipe: DistillRecipe) -> dict[str, Any]:
+        """Timed at the recipe's max_seq_length (recorded: --remeasure_latency times at the same length)."""
+        texts, pairs = self.probe_texts(recipe.raw["validation"])
+        length = recipe.data_args.max_seq_length
+        return {**cpu_latencies(model, tokenizer, texts, length, pairs), "latency_max_length": length}
 
     # -- the students --------------------------------------------------------------------------------------------
 
@@ -254,8 +261,7 @@ class RecipeBench:
         raw = self.task_type.read_data(files)
         if raw is None or "validation" not in raw:
             raise ValueError("--remeasure_latency needs --validation_file (the text that is timed).")
-        column = "tokens" if "tokens" in raw["validation"].column_names else raw["validation"].column_names[0]
-        texts = [" ".join(r) if isinstance(r, list) else str(r) for r in raw["validation"][column][:LATENCY_PROBE]]
+        texts, pairs = self.probe_texts(raw["validation"])
         targets = [(teacher, self.out / "teacher", self.out / "teacher.json")]
         for run in runs:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
@@ -265,7 +271,8 @@ class RecipeBench:
                 continue
             model = self.task_type.auto_model_class().from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
-            record.update(cpu_latencies(model, tokenizer, texts, self.max_length), latency_remeasured=True)
+            length = record.get("latency_max_length", self.max_length)
+            record.update(cpu_latencies(model, tokenizer, texts, length, pairs), latency_remeasured=True)
             atomic_write_text(str(json_path), json.dumps(record, indent=2))
             logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
             del model

@@ -16,11 +16,13 @@ from ..export import export_int8, export_onnx
 from ..latency import batches, dir_size_mb, latency_ms, model_latency_ms
 
 
-def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_length: int) -> dict[str, float]:
+def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_length: int,
+                  pairs: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     """ms per example at batch 1 on the CPU: the float model, its dynamic int8 export, and its ONNX export in
-    onnxruntime (fp32; only where onnxruntime is installed: the `export` extra)."""
+    onnxruntime (fp32; only where onnxruntime is installed: the `export` extra). `pairs`: the second texts (a
+    question's context), truncated with the first to `max_length` tokens."""
     model = model.float().cpu().eval()
-    inputs = batches(tokenizer, texts, 1, max_length)
+    inputs = batches(tokenizer, texts, 1, max_length, pairs)
     fp32 = model_latency_ms(model, inputs)
     with tempfile.TemporaryDirectory() as tmp:
         runner = export_int8(model, inputs[0], tmp)
