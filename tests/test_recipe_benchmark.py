@@ -155,3 +155,75 @@ def test_augmented_rows_of_another_seed_get_a_cache_of_their_own(tmp_path):
             for aug in (0, 2) for seed in (0, 1)}  # fmt: skip
     assert dirs[(0, 0)] == dirs[(0, 1)]  # the same rows: one cache for every seed
     assert dirs[(2, 0)] != dirs[(2, 1)] and dirs[(2, 0)] != dirs[(0, 0)]
+
+
+@pytest.fixture(scope="module")
+def qa_bench(tmp_path_factory):
+    """The same benchmark for question answering: a base encoder fine-tuned on SQuAD-layout json lines, one
+    student distilled and as its baseline, three steps each."""
+    from .tasks.fixtures import FIXTURES
+
+    qa = FIXTURES["question-answering"]
+    tmp = tmp_path_factory.mktemp("qa-bench")
+    save_base_encoder(tmp / "models" / "base-encoder")
+    qa.write(tmp / "train.jsonl", 64, 1)
+    qa.write(tmp / "dev.jsonl", 24, 2)
+    common = {"task_type": "question-answering", "max_seq_length": 40, "doc_stride": 8,
+              "per_device_train_batch_size": 16, "learning_rate": 1e-3, "alpha": 0.9, "report_to": "none",
+              "attention_dropout": 0.0}  # fmt: skip
+    recipes = {
+        "teacher.yaml": {**common, "teacher_max_steps": 10, "teacher_learning_rate": 3e-3, "teacher_batch_size": 16},
+        "custom.yaml": {**common, "student": "custom", "num_layers": 1, "hidden_size": 16, "num_heads": 2},
+    }
+    for name, recipe in recipes.items():
+        (tmp / name).write_text(yaml.safe_dump(recipe))
+    plan = {
+        "title": "toy QA",
+        "task_type": "question-answering",
+        "metric_label": "F1",
+        "teacher": "base-encoder",
+        "teacher_recipe": "teacher.yaml",
+        "seeds": [0],
+        "students": [{"name": "custom", "recipe": "custom.yaml"}],
+    }
+    (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
+    out = tmp / "out"
+    cmd = [sys.executable, str(SCRIPT), "--plan", str(tmp / "plan.yaml"), "--out", str(out), "--local_models",
+           str(tmp / "models"), "--train_file", str(tmp / "train.jsonl"), "--validation_file", str(tmp / "dev.jsonl"),
+           "--max_steps", "3", "--use_cpu"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, cmd
+
+
+def test_the_qa_benchmark_scores_f1_and_em_and_times_question_with_context(qa_bench, tmp_path):
+    out, _ = qa_bench
+    result = json.loads((out / "results.json").read_text())
+    assert result["metric"] == "f1"
+    runs = {r["variant"]: r for r in result["runs"]}
+    assert set(runs) == {"kd", "baseline"}
+    for run in [*runs.values(), result["teacher"]]:
+        assert {"f1", "exact_match"} <= set(run["scores"]) and run["accuracy"] == run["scores"]["f1"]
+        assert run["latency_max_length"] == 40 and run["latency_fp32_ms"] > 0  # the recipe's length, not 128
+    student = json.loads((out / "runs" / "custom" / "kd-seed0" / "config.json").read_text())
+    assert student["attention_probs_dropout_prob"] == 0.0  # --attention_dropout from the recipe
+    cmd = [sys.executable, str(ROOT / "scripts" / "results.py"), "--from", str(out / "results.json"), "--out",
+           str(tmp_path / "squad"), "--anchors", "squad", "--metric_label", "F1", "--no_plot"]  # fmt: skip
+    published = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr[-2000:]
+    rows = json.loads((tmp_path / "squad.json").read_text())["rows"]
+    for record in rows:
+        assert {"name", "params", "em", "f1", "retention", "speedup", "seeds"} <= set(record)
+    kd = next(r for r in rows if r["variant"] == "kd")
+    assert kd["em"] == runs["kd"]["scores"]["exact_match"]
+    table = (tmp_path / "squad.md").read_text()
+    assert "| F1 % | EM % |" in table
+    assert "TextBrewer T4-tiny" in json.loads((tmp_path / "squad.json").read_text())["anchors"]
+
+
+def test_the_shipped_squad_plan_names_existing_recipes():
+    from distillkit.sst2_benchmark import load_plan
+
+    plan = load_plan(str(ROOT / "recipes" / "squad" / "benchmark.yaml"), None)
+    assert plan["task_type"] == "question-answering" and Path(plan["teacher_recipe"]).is_file()
+    assert all(Path(student["recipe"]).is_file() for student in plan["students"])
