@@ -206,3 +206,44 @@ def test_the_span_head_is_copied_at_equal_width_only(trained):
     assert torch.equal(same.qa_outputs.weight, teacher.qa_outputs.weight)
     narrow = build_student("custom", teacher, task_type=task, num_layers=1, hidden_size=16, num_heads=2)
     assert task.init_head(narrow, teacher) == []
+
+
+def test_export_scores_every_variant_by_f1_from_a_recipe_that_names_squad(trained, tmp_path):
+    """`distillkit export` of a span model whose recipe says `task: squad` (a task type's data set, not a GLUE
+    task): F1 and EM of the float model as the windows scored one by one give them, the ONNX export's the same."""
+    import shutil
+
+    import yaml
+
+    from distillkit.commands.export import main as export_main
+
+    tokenizer, teacher, folder = trained
+    student = tmp_path / "student"
+    shutil.copytree(folder, student)
+    dev = QA.write(tmp_path / "dev.jsonl", 24, 7)
+    recipe = {"task": "squad", "task_type": "question-answering", "validation_file": str(dev), "max_seq_length": 12,
+              "doc_stride": 4}  # fmt: skip
+    (student / "distillkit_recipe.yaml").write_text(yaml.safe_dump(recipe))
+    onnx = __import__("importlib").util.find_spec("onnxruntime") is not None
+    out = export_main([str(student), "--int8", *(["--onnx"] if onnx else []), "--latency_examples", "4"])
+    by_name = {r["name"]: r for r in out}
+    assert by_name["student"]["metric"] == "f1"
+    task = get_task_type("question-answering")
+    task.doc_stride = 4
+    raw = Dataset.from_list([json.loads(line) for line in dev.read_text().splitlines()])
+    windows = task.encode(DatasetDict(validation=raw), tokenizer, teacher.config, 12, False)["validation"]
+    assert len(windows) > len(raw)  # questions over several windows
+    logits = []
+    with torch.no_grad():
+        for row in windows:
+            inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+            logits.append(output_logits(teacher(**inputs))[0].numpy())
+    width = max(len(x) for x in logits)
+    stacked = np.stack([np.pad(x, [(0, width - len(x)), (0, 0)], constant_values=-100.0) for x in logits])
+    direct = task.compute_metrics(teacher.config)(type("P", (), {"predictions": stacked, "label_ids": None})())
+    assert by_name["student"]["metric_value"] == pytest.approx(direct["f1"]) and direct["f1"] > 50.0
+    if onnx:
+        exported = next(r for n, r in by_name.items() if "ONNX" in n)
+        assert exported["metric_value"] == pytest.approx(direct["f1"], abs=1e-6)
+    int8 = next(r for n, r in by_name.items() if "int8" in n)
+    assert (student / "int8" / "model.pt").is_file() and 0.0 <= int8["metric_value"] <= 100.0

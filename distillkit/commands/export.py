@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Eva
 
 from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
+from distillkit.data.glue import GLUE_TASKS, glue_key
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
 from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
 from distillkit.latency import dir_size_mb, latency_ms
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     recipe_path = os.path.join(directory, RECIPE_FILE)
     recipe = load_recipe(recipe_path) if os.path.isfile(recipe_path) else {}
     setting = {k: getattr(opts, k) if getattr(opts, k) is not None else recipe.get(k) for k in vars(opts)}
-    task = get_task(setting["task"]) if setting["task"] else None
-    if not setting["validation_file"] and task is None:
+    # a GLUE task's metrics and columns; a task type's own data set (squad, conll2003) is read by the task type
+    glue = bool(setting["task"]) and glue_key(setting["task"]) in GLUE_TASKS
+    task = get_task(setting["task"]) if glue else None
+    if not setting["validation_file"] and not setting["task"]:
         raise ValueError(
             "no validation data: pass --validation_file (or --task), or export a directory whose "
             f"{RECIPE_FILE} names them."
@@ -92,8 +95,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     files = SimpleNamespace(train_file=None, validation_file=setting["validation_file"],
                             tag_column=recipe.get("tag_column", -1), doc_stride=recipe.get("doc_stride"),
                             n_best_size=recipe.get("n_best_size"),
-                            max_answer_length=recipe.get("max_answer_length"))  # fmt: skip
+                            max_answer_length=recipe.get("max_answer_length"), task=setting["task"])  # fmt: skip
     raw = task_type.read_data(files)  # a task type's own files (CoNLL columns, ...), else csv / tsv / GLUE
+    if raw is None and setting["task"] and task is None:
+        raise ValueError(f"--task {setting['task']}: not a GLUE task, and task type {task_type.name!r} does not "
+                         "read it; pass --validation_file.")  # fmt: skip
     if raw is None:
         raw = load_task_data(task, None, files.validation_file) if files.validation_file else load_task_data(task)
     split = raw["validation"] if "validation" in raw else raw["train"]
