@@ -210,6 +210,16 @@ class DataArguments:
         default=30, metadata={"help": "question-answering: the longest answer span, in tokens."}
     )
     max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated to this many tokens."})
+    block_size: int | None = field(
+        default=None,
+        metadata={"help": "causal-lm: tokens per block of packed text, and the longest instruction example (default: "
+                  "max_seq_length; capped at the models' positions)."},
+    )  # fmt: skip
+    completion_only_loss: bool = field(
+        default=True,
+        metadata={"help": "causal-lm instruction data (prompt / completion, messages): only the completion's tokens "
+                  "count for every loss; false counts the prompt's too."},
+    )  # fmt: skip
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation rows."})
     unlabeled_file: str | None = field(

@@ -18,6 +18,9 @@ INTERMEDIATE_WEIGHTS = ("hidden_weight", "attention_weight", "embedding_weight",
 STAGES = ("intermediate", "prediction")  # the two stages of the schedule that intermediate_epochs turns on
 
 
+KD_LOSSES = ("kd", "reverse_kl", "jsd")  # the soft-target losses that alpha may weigh (losses/lm.py)
+
+
 @dataclass
 class DistillConfig(TrainingArguments):
     """`TrainingArguments` with the distillation fields; every value is checked in `__post_init__`."""
@@ -33,6 +36,21 @@ class DistillConfig(TrainingArguments):
             "1.0 trains from the teacher alone (no labels needed), 0.0 is plain fine-tuning."
         },
     )
+    kd_loss: str = field(
+        default="kd",
+        metadata={"help": "The soft-target loss that alpha weighs: kd (forward KL(teacher || student), the default), "
+                  "reverse_kl (KL(student || teacher)) or jsd (the generalised Jensen-Shannon divergence of GKD, with "
+                  "--jsd_beta). Each with T^2; see docs/losses.md."},
+    )  # fmt: skip
+    jsd_beta: float = field(
+        default=0.5,
+        metadata={"help": "--kd_loss jsd: the mixture weight beta in [0, 1] (0 = forward KL, 1 = reverse KL)."},
+    )
+    lm_chunk_size: int = field(
+        default=1024,
+        metadata={"help": "causal-lm: positions whose logits are computed at once by the chunked losses (memory: "
+                  "chunk x vocabulary per model, instead of batch x length x vocabulary)."},
+    )  # fmt: skip
     hidden_weight: float = field(
         default=0.0, metadata={"help": "Weight (>= 0) of hidden-state matching over the layer map; 0 turns it off."}
     )
@@ -133,6 +151,14 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"temperature must be > 0 (got {self.temperature}); 1.0 is the plain softmax, 2-4 usual.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (got {self.alpha}): 1 = teacher only, 0 = labels only.")
+        if self.kd_loss not in KD_LOSSES:
+            raise ValueError(f"kd_loss must be one of {KD_LOSSES} (got {self.kd_loss!r}): the soft-target loss alpha "
+                             "weighs.")  # fmt: skip
+        if not 0.0 <= self.jsd_beta <= 1.0:
+            raise ValueError(f"jsd_beta must be in [0, 1] (got {self.jsd_beta}): 0 is the forward KL, 1 the reverse "
+                             "KL.")  # fmt: skip
+        if not self.lm_chunk_size >= 1:
+            raise ValueError(f"lm_chunk_size must be >= 1 (got {self.lm_chunk_size}).")
         for name in INTERMEDIATE_WEIGHTS:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)}); 0 turns the loss off.")
@@ -178,7 +204,7 @@ class DistillConfig(TrainingArguments):
         stage None: every active term. "intermediate": the intermediate terms only (stage 1 of the two-stage
         schedule); "prediction": the others (kd, ce and extra losses: stage 2)."""
         weights = {
-            "kd": self.alpha,
+            self.kd_loss: self.alpha,
             "ce": 1.0 - self.alpha,
             "hidden": self.hidden_weight,
             "attention": self.attention_weight,

@@ -149,6 +149,15 @@ def choose_defaults(recipe: Any) -> list[Choice]:
     if (data_args.label_column and data_args.label_column in columns) or "tags" in columns:  # gold labels
         choose("alpha", 0.9, "mostly the teacher's soft targets, a tenth gold labels, as in every student recipe")
     has_text = "tokens" in columns or all(c in columns for c in (recipe.text_column, recipe.pair_column) if c)
+    if recipe.task_type.chunked_lm_losses:  # packed text: the block is a choice, not a property of the documents
+        has_text = False
+        if "max_seq_length" not in given and not getattr(data_args, "block_size", None):
+            from .checks import lowest_position_limit
+
+            lowest = lowest_position_limit({"teacher": recipe.teacher.config, "student": recipe.student.config})
+            value = min(512, lowest[1]) if lowest else 512
+            choose("max_seq_length", value, f"blocks of {value} packed tokens (512, capped at the models' positions; "
+                   "--block_size sets it)", target=data_args)  # fmt: skip
     if "max_seq_length" not in given and has_text:  # a missing column is refused by the tokenize step, with its fix
         from .checks import lowest_position_limit
 
@@ -156,7 +165,8 @@ def choose_defaults(recipe: Any) -> list[Choice]:
         lengths = token_lengths(recipe.raw["train"], recipe.tokenizer, recipe.text_column, recipe.pair_column)
         value, why = sequence_length(lengths, lowest[1] if lowest else 512)
         choose("max_seq_length", value, why, target=data_args)
-    if "teacher_cache" not in given and logits_only(args) and not args.teacher_cache:
+    cacheable = recipe.task_type.supports("teacher_cache")
+    if "teacher_cache" not in given and logits_only(args) and not args.teacher_cache and cacheable:
         path = os.path.join(args.output_dir, CACHE_DIR)
         choose("teacher_cache", path, "every loss reads only the teacher's logits: scored once, reused by every "
                "epoch and by a resumed run (--teacher_cache none: the live teacher)")  # fmt: skip

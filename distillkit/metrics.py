@@ -148,6 +148,18 @@ class InOrderEvaluation:
     with `in_order = True`, such as question answering's, which reads each window's offsets by its position). Other
     metrics keep the Trainer's sampler (length-grouped batches are faster and do not change a per-row score)."""
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        # a metric that reads a reduced form of the logits (a language model's per-token NLL, not the (rows, seq,
+        # vocabulary) array): reduced per batch, before the Trainer gathers anything
+        reduce = getattr(self.compute_metrics, "reduce_logits", None)
+        if (
+            reduce is not None
+            and self.preprocess_logits_for_metrics is None
+            and not getattr(self, "returns_token_statistics", False)
+        ):
+            self.preprocess_logits_for_metrics = reduce
+        return super().evaluate(*args, **kwargs)
+
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         if getattr(self.compute_metrics, "in_order", False):
             from torch.utils.data import SequentialSampler

@@ -248,6 +248,8 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
     # ---- Trainer overrides ---------------------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.task_type.chunked_lm_losses:  # a language model: token losses in chunks from hidden states
+            return self.compute_lm_loss(model, inputs, return_outputs)
         # the student computes no loss of its own: labels are only for the registered losses
         student_inputs = {
             k: v for k, v in inputs.items()
@@ -275,6 +277,49 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
             return loss, {"loss": loss, "logits": output_logits(student_outputs)}
         return loss
+
+    def compute_lm_loss(self, model, inputs, return_outputs=False):
+        """A language model's step: each model's last hidden states at the counted positions (a position whose next
+        token has a label) go through its output layer in chunks (`losses.lm.fused_lm_losses`); neither model's
+        (batch, length, vocabulary) logits are ever built. Evaluation returns per-position statistics (the
+        next token's NLL and the predicted token) in place of logits."""
+        from .losses.lm import chunked_token_statistics, fused_lm_losses
+
+        labels = inputs["labels"]
+        student_inputs = {k: v for k, v in inputs.items()
+                          if k not in (*TARGET_COLUMNS, INDEX_COLUMN) and not k.startswith(TEACHER_PREFIX)}  # fmt: skip
+        student = self.accelerator.unwrap_model(model)
+        with HeadInput(student) as captured:
+            model(**student_inputs)
+        hidden = captured.hidden
+        counted = labels[:, 1:] != -100
+        targets = labels[:, 1:][counted]
+        rows = hidden[:, :-1][counted]
+        teacher_rows = teacher_head = None
+        if self._needs_teacher and any(n != "ce" for n in self.active_weights):
+            teacher_model = self.teacher.model
+            with HeadInput(teacher_model) as t_captured:
+                self.teacher(inputs)
+            teacher_rows = t_captured.hidden[:, :-1][counted]
+            teacher_head = teacher_model.get_output_embeddings()
+        args = self.args
+        loss, terms = fused_lm_losses(rows, student.get_output_embeddings(), targets, self.active_weights,
+                                      teacher_rows, teacher_head, args.temperature, args.jsd_beta,
+                                      args.lm_chunk_size)  # fmt: skip
+        if not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(f"loss term(s) {({n: v.item() for n, v in terms.items()})} became non-finite at "
+                                     f"step {self.state.global_step}; lower --learning_rate.")  # fmt: skip
+        if model.training:
+            for name, value in terms.items():
+                total_so_far, steps = self._term_sums.get(name, (0.0, 0))
+                self._term_sums[name] = (total_so_far + value, steps + 1)
+            self._term_steps += 1
+        if return_outputs:
+            stats = chunked_token_statistics(hidden, student.get_output_embeddings(), labels, args.lm_chunk_size)
+            return loss, {"loss": loss, "logits": stats}
+        return loss
+
+    returns_token_statistics = property(lambda self: self.task_type.chunked_lm_losses)
 
     def loss_view(self, outputs: Any, attention_mask: Any) -> Any:
         """A model output as the losses read it: the task type's `loss_logits` as `.logits` (a span head's start and
@@ -363,6 +408,35 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             else:
                 logger.warning("%s has no %s: the loss projections start afresh", checkpoint, DISTILL_MODULES_NAME)
         super()._load_optimizer_and_scheduler(checkpoint)
+
+
+class HeadInput:
+    """`with HeadInput(model) as captured: model(**inputs)`: the input of the model's output layer (its last hidden
+    states, after the final norm) is kept in `captured.hidden`, and the layer itself is given an empty slice of
+    positions, so that the forward pass builds no logits. The model is still called as a whole (a DDP wrapper's
+    hooks run as usual)."""
+
+    def __init__(self, model: nn.Module):
+        self.head = model.get_output_embeddings()
+        if self.head is None:
+            raise ValueError(f"{type(model).__name__} has no output layer (get_output_embeddings() is None): the "
+                             "causal-lm losses read the last hidden states through it.")  # fmt: skip
+        self.hidden = None
+        self._handle = None
+
+    def _hook(self, module, args):
+        self.hidden = args[0]
+        return (args[0][..., :0, :],) + tuple(args[1:])
+
+    def __enter__(self) -> HeadInput:
+        self._handle = self.head.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        if self.hidden is None and exc[0] is None:
+            raise RuntimeError("the output layer was not called on the hidden states: this architecture is not "
+                               "supported by the chunked causal-lm losses.")  # fmt: skip
 
 
 class _ClearGradients(TrainerCallback):

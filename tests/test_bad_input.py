@@ -157,9 +157,23 @@ CASES += [
      r"not exist: check the path"),
     ("a student folder with a typo", {"--student": "../studnt/", **NO_SHAPE}, r"student folder '../studnt/' "
      r"\(--student\) does not exist"),
-    ("a causal LM teacher", {"--teacher": "{gpt2_lm}"}, r"is a causal language model \(GPT2LMHeadModel\); distillkit "
-     r"distils sequence-classification, token-classification, question-answering models, not causal language "
-     r"models yet"),
+    ("a seq2seq teacher", {"--teacher": "{t5_lm}"}, r"is a sequence-to-sequence model \(T5ForConditionalGeneration\); "
+     r"distillkit distils sequence-classification, token-classification, question-answering, causal-lm models"),
+]  # fmt: skip
+# causal language models (a GPT-2 teacher with a word-level tokenizer; text files)
+LM = {"--teacher": "{gpt2_lm}", "--train_file": "{lm_txt}", "--block_size": "16"}
+CASES += [
+    ("causal-lm: a teacher without an LM head", {**LM, "--teacher": "{base_teacher}", "--task_type": "causal-lm"},
+     r"not supported for task type 'causal-lm': a language model is its own trained head"),
+    ("causal-lm: an encoder preset", {**LM, "--student": "tiny", **NO_SHAPE}, r"--student tiny: the presets are "
+     r"BERT-shaped encoders, not language models. Use --student custom"),
+    ("causal-lm: instruction rows without a completion", {**LM, "--train_file": "{no_completion_jsonl}"},
+     r"line 1: instruction rows need 'prompt' and 'completion' strings; missing \['completion'\]"),
+    ("causal-lm: completions cut away", {**LM, "--train_file": "{long_prompt_jsonl}", "--block_size": "4"},
+     r"every completion is cut away by --block_size 4 \(the longest prompt has 6 tokens\)"),
+    ("causal-lm: a text file without text", {**LM, "--train_file": "{blank_txt}"}, r"holds no text"),
+    ("causal-lm: a trimmed vocabulary", {**LM, "--trim_vocab": "true"}, r"not supported for task type 'causal-lm': "
+     r"a trimmed language model cannot emit the words it lost"),
 ]  # fmt: skip
 if importlib.util.find_spec("tensorboard") is None:  # what a user without tensorboard sees
     CASES.append(
@@ -213,9 +227,20 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "numbered.jsonl").write_text('{"tokens": ["w1", "w2", "w3"], "ner_tags": [1, 2, 0]}\n')
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from .lm_fixtures import counting_text, lm_tokenizer, write_text
+
     lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
     lm.config.architectures = ["GPT2LMHeadModel"]
     lm.save_pretrained(tmp / "gpt2_lm")
+    lm_tokenizer(tmp / "gpt2_lm")
+    write_text(tmp / "lm.txt", counting_text(40, 0))
+    (tmp / "no_completion.jsonl").write_text('{"prompt": "one two"}\n')
+    (tmp / "long_prompt.jsonl").write_text('{"prompt": "one two three four five six", "completion": "seven"}\n')
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
+    t5.config.architectures = ["T5ForConditionalGeneration"]
+    t5.save_pretrained(tmp / "t5_lm")
     conll = {name: tmp / f"{name}.conll" for name in ("good", "ragged", "new_tag", "bad_tag", "docstart")}
     from transformers import BertForQuestionAnswering
 
@@ -243,7 +268,9 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     }
     return {
         "tagger": tmp / "tagger", **{f"{k}_conll": v for k, v in conll.items()},
-        "numbered_jsonl": tmp / "numbered.jsonl", "gpt2_lm": tmp / "gpt2_lm",
+        "numbered_jsonl": tmp / "numbered.jsonl", "gpt2_lm": tmp / "gpt2_lm", "t5_lm": tmp / "t5_lm",
+        "lm_txt": tmp / "lm.txt", "no_completion_jsonl": tmp / "no_completion.jsonl",
+        "long_prompt_jsonl": tmp / "long_prompt.jsonl",
         "span_teacher": tmp / "span_teacher", **squads,
         "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",
         "header_only": tmp / "header.tsv",

@@ -171,6 +171,20 @@ def fused_lm_losses(
             raise ValueError(f"the student's vocabulary ({weight.shape[0]} rows) is larger than the teacher's "
                              f"({shared}): the student would have outputs the teacher never scores.")  # fmt: skip
         teacher_hidden = teacher_hidden.detach()
+    if not (torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)):  # evaluation: no gradients
+        count = max(int(targets.numel()), 1)
+        sums: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for start in range(0, hidden.shape[0], chunk_size):
+                t_logits = None
+                if teacher_hidden is not None:
+                    t_logits = F.linear(teacher_hidden[start : start + chunk_size], t_weight, t_bias).float()
+                s_logits = F.linear(hidden[start : start + chunk_size], weight, bias)
+                part = _chunk_terms(s_logits, t_logits, targets[start : start + chunk_size], weights, temperature, beta)
+                for name, value in part.items():
+                    sums[name] = sums.get(name, 0.0) + value
+        means = {n: torch.as_tensor(v, dtype=torch.float32) / count for n, v in sums.items()}
+        return sum(weights[n] * means[n] for n in weights), means
     terms: dict[str, Tensor] = {}
     spec = (dict(weights), temperature, beta, chunk_size, terms)
     total = _FusedLMLoss.apply(hidden, weight, bias, teacher_hidden, t_weight, t_bias, targets, spec)
@@ -189,3 +203,24 @@ def direct_lm_losses(student_logits: Tensor, targets: Tensor, weights: Mapping[s
                                                   beta).items()}  # fmt: skip
     total = sum(weights[n] * terms[n] for n in terms)
     return total, {n: v.detach() for n, v in terms.items()}
+
+
+@torch.no_grad()
+def chunked_token_statistics(hidden: Tensor, head: torch.nn.Linear, labels: Tensor, chunk_size: int = 1024) -> Tensor:
+    """(batch, seq, H) last hidden states and (batch, seq) labels -> (batch, seq, 2): the negative log-likelihood of
+    the next token and the predicted next token at each counted position (zeros elsewhere), computed `chunk_size`
+    positions at a time: what evaluation keeps (`tasks.causal_lm.token_statistics` from full logits gives the same)."""
+    batch, seq = labels.shape
+    stats = torch.zeros(batch, seq, 2, dtype=torch.float32, device=hidden.device)
+    counted = torch.zeros_like(labels, dtype=torch.bool)
+    counted[:, :-1] = labels[:, 1:] != -100
+    rows = hidden[counted]
+    targets = labels[:, 1:][counted[:, :-1]]
+    nll, top = [], []
+    for start in range(0, rows.shape[0], chunk_size):
+        logits = F.linear(rows[start : start + chunk_size], head.weight, head.bias).float()
+        nll.append(F.cross_entropy(logits, targets[start : start + chunk_size], reduction="none"))
+        top.append(logits.argmax(-1).float())
+    if nll:
+        stats[counted] = torch.stack([torch.cat(nll), torch.cat(top)], dim=-1)
+    return stats

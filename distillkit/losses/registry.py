@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .hidden import HiddenProjection, attention_loss, hidden_state_loss
 from .layer_map import LayerMap
+from .lm import masked_token_mean, token_divergence
 from .logits import hard_label_loss, regression_distill_loss, soft_target_loss
 from .relations import minilm_relation_loss
 
@@ -131,6 +132,21 @@ def _kd(inputs: LossInputs) -> Tensor:
     if s.shape[-1] == 1:  # a regression head has no distribution to soften
         return regression_distill_loss(s, t)
     return soft_target_loss(s, t, inputs.args.temperature, _token_mask(inputs, s))
+
+
+@register_loss("reverse_kl")
+def _reverse_kl(inputs: LossInputs) -> Tensor:
+    """KL(student || teacher) * T^2 per row or per counted token (losses/lm.py); `--kd_loss reverse_kl`."""
+    s, t = inputs.student_outputs.logits, inputs.teacher_outputs.logits
+    return masked_token_mean(token_divergence("reverse_kl", s, t, inputs.args.temperature), _token_mask(inputs, s))
+
+
+@register_loss("jsd")
+def _jsd(inputs: LossInputs) -> Tensor:
+    """GKD's generalised Jensen-Shannon divergence with `--jsd_beta`, * T^2 (losses/lm.py); `--kd_loss jsd`."""
+    s, t = inputs.student_outputs.logits, inputs.teacher_outputs.logits
+    value = token_divergence("jsd", s, t, inputs.args.temperature, inputs.args.jsd_beta)
+    return masked_token_mean(value, _token_mask(inputs, s))
 
 
 @register_loss("ce", needs_labels=True, needs_teacher=False)

@@ -152,6 +152,12 @@ def build_student(
         share_layers=share_layers,
         num_hidden_groups=num_hidden_groups,
     )
+    own = task_type.student_config(spec, shape, teacher.config)  # a language model: the teacher's architecture
+    if own is not None:
+        student = type(teacher)(own)
+        student.distillkit_init_notes = log_notes([f"{type(teacher).__name__} at the custom shape, randomly "
+                                                   "initialised"])  # fmt: skip
+        return student
     config = student_config(shape, teacher.config, task_type)
     student = model_class(task_type, config)(config)
     if init_from_teacher:

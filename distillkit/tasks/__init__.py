@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .base import FEATURES, TARGET_COLUMNS, TaskType, UnsupportedFeature, output_logits
+from .causal_lm import CausalLM
 from .question_answering import QuestionAnswering
 from .sequence_classification import SequenceClassification
 from .token_classification import TokenClassification
 
 __all__ = [
     "FEATURES",
+    "CausalLM",
     "TARGET_COLUMNS",
     "QuestionAnswering",
     "TASK_TYPES",
@@ -94,3 +96,4 @@ def resolve_task_type(task_type: str | TaskType | None, model: Any = None) -> Ta
 register_task_type(DEFAULT_TASK_TYPE, SequenceClassification)
 register_task_type("token-classification", TokenClassification)
 register_task_type("question-answering", QuestionAnswering)
+register_task_type("causal-lm", CausalLM)

@@ -131,6 +131,15 @@ class TaskType:
     def check_head_size(self, name: str, config: Any, label_names: tuple[str, ...] | None) -> None:
         """Fail when a checkpoint's trained head does not predict the task's labels."""
 
+    def student_config(self, spec: str, shape: Any, teacher_config: Any) -> Any:
+        """The config of a preset or custom student of `shape`, when this task type builds its own (a language
+        model keeps the teacher's architecture); None: distillkit's BERT / ALBERT students."""
+        return None
+
+    chunked_lm_losses: ClassVar[bool] = False  # the trainer computes token losses from hidden states (causal-lm)
+    higher_is_better: ClassVar[bool] = True  # the headline score (False: perplexity)
+    shared_vocabulary: ClassVar[bool] = False  # True: vocabularies of different sizes are compared over shared ids
+
     def init_head(self, student: Any, teacher: Any) -> list[str]:
         """Copy the teacher's head into the student where shapes allow; returns notes of what was copied."""
         return []

@@ -21,6 +21,7 @@ class TaskFixture:
     rows: Callable[[int, int], dict[str, list]]  # (n, seed) -> columns of raw data
     label_column: str = "label"
     text_column: str = "sentence"
+    make_tokenizer: Callable[[], Any] | None = None  # a tokenizer of the task's own (default: the tests' BERT one)
 
     def write(self, path: Path, n: int, seed: int) -> Path:
         """The rows as json lines (a format every task type's files reader takes)."""
@@ -97,10 +98,31 @@ def _qa_teacher(tokenizer: Any) -> Any:
     return BertForQuestionAnswering(config).eval()
 
 
+def _lm_rows(n: int, seed: int) -> dict[str, list]:
+    from ..lm_fixtures import counting_text
+
+    return {"text": counting_text(n, seed)}
+
+
+def _lm_teacher(tokenizer: Any) -> Any:
+    from ..lm_fixtures import counting_text, tiny_llama, train_lm
+
+    return train_lm(tiny_llama(), tokenizer, counting_text(200, 0), steps=60)
+
+
+def _lm_tokenizer() -> Any:
+    from ..lm_fixtures import lm_tokenizer
+
+    return lm_tokenizer()
+
+
 FIXTURES: dict[str, TaskFixture] = {
     "sequence-classification": TaskFixture(_classification_teacher, _classification_rows),
     "token-classification": TaskFixture(_tagging_teacher, _tagging_rows, label_column="tags", text_column="tokens"),
     "question-answering": TaskFixture(_qa_teacher, _qa_rows, label_column="answers", text_column="question"),
+    "causal-lm": TaskFixture(
+        _lm_teacher, _lm_rows, label_column="text", text_column="text", make_tokenizer=_lm_tokenizer
+    ),
 }
 
 
