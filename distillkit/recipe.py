@@ -173,6 +173,10 @@ class DistillRecipe:
         first = self.setups[0]
         self.teacher, self.tokenizer = first.model, first.tokenizer
         self.student_tokenizer = pick_student_tokenizer(model_args, self.tokenizer)
+        if self.student_tokenizer is not self.tokenizer:  # a task type may read one tokenization for both models
+            shared = self.task_type.shared_tokenizer(self.tokenizer, self.student_tokenizer)
+            if shared is not None:
+                self.tokenizer = self.student_tokenizer = shared
         self.cross = self.student_tokenizer is not self.tokenizer  # each model tokenizes the text itself
         if self.cross:
             self.task_type.check_features(["cross_tokenizer"])

@@ -12,12 +12,12 @@ NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 WORDS = NUMBERS + ["the", "cat", "sat", "on", "mat", "and", "then", "a", "dog", "ran", ".", "?", "answer", ":"]
 
 
-def lm_tokenizer(directory: str | Path | None = None):
-    """A word-level fast tokenizer over WORDS with <s>, </s>, <pad> and <unk> (ids 0-3)."""
+def lm_tokenizer(directory: str | Path | None = None, words: list[str] | None = None):
+    """A word-level fast tokenizer over `words` (default WORDS) with <s>, </s>, <pad> and <unk> (ids 0-3)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate(["<s>", "</s>", "<pad>", "<unk>", *WORDS])}
+    vocab = {t: i for i, t in enumerate(["<s>", "</s>", "<pad>", "<unk>", *(WORDS if words is None else words)])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",

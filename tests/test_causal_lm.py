@@ -192,3 +192,29 @@ def test_a_whole_run_from_text_files_writes_a_generating_student(lm, tmp_path):
     assert "kd_loss: reverse_kl" in recipe and "task_type: causal-lm" in recipe
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert any("loss_reverse_kl" in entry for entry in state["log_history"])
+
+
+def _student_folder(tmp_path, words):
+    student = tiny_llama(layers=1, seed=2, vocab_size=len(words) + 4)
+    student.save_pretrained(tmp_path / "student")
+    lm_tokenizer(tmp_path / "student", words=words)
+    return tmp_path / "student"
+
+
+def test_a_student_tokenizer_that_disagrees_is_refused_naming_the_ids(lm, tmp_path):
+    from .lm_fixtures import WORDS
+
+    tokenizer, teacher = lm
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    train = write_text(tmp_path / "train.txt", counting_text(60, 3))
+    flags = ["--teacher", str(tmp_path / "teacher"), "--train_file", str(train), "--output_dir", str(tmp_path / "out"),
+             "--max_steps", "2", "--block_size", "16", "--report_to", "none", "--use_cpu", "true"]  # fmt: skip
+    swapped = [WORDS[1], WORDS[0], *WORDS[2:]]  # "one" and "zero" trade ids
+    with pytest.raises(ValueError, match=r"disagree on 2 ids \(id 4: student 'one', teacher 'zero'"):
+        run(*parse_args([*flags, "--student", str(_student_folder(tmp_path, swapped))]))
+    assert not (tmp_path / "out").exists()
+    # a student's tokenizer that is the teacher's without its last words: both read it, the teacher's rows beyond
+    # the student's are dropped from the comparison
+    result = run(*parse_args([*flags, "--student", str(_student_folder(tmp_path / "b", WORDS[:-2]))]))
+    assert math.isfinite(result.metrics["train_loss"])

@@ -136,6 +136,11 @@ class TaskType:
         model keeps the teacher's architecture); None: distillkit's BERT / ALBERT students."""
         return None
 
+    def shared_tokenizer(self, teacher_tokenizer: Any, student_tokenizer: Any) -> Any:
+        """For a student with a tokenizer of its own: the one tokenizer both models can read (raising when there is
+        none), or None: cross-tokenizer distillation, where each model reads its own tokenization."""
+        return None
+
     chunked_lm_losses: ClassVar[bool] = False  # the trainer computes token losses from hidden states (causal-lm)
     higher_is_better: ClassVar[bool] = True  # the headline score (False: perplexity)
     shared_vocabulary: ClassVar[bool] = False  # True: vocabularies of different sizes are compared over shared ids

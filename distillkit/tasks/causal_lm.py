@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 IGNORE = -100
 
 
+def _token(vocab: dict[str, int], i: int) -> str | None:
+    return next((t for t, j in vocab.items() if j == i), None)
+
+
 class LMCollator:
     """Pads `input_ids` (with the pad token, else EOS), `attention_mask` (0) and `labels` (-100) to the longest row."""
 
@@ -115,6 +119,10 @@ class CausalLM(TaskType):
             raise ValueError(f"the student's vocabulary ({s_vocab} rows) is larger than the teacher's ({t_vocab}): "
                              "the student would predict ids the teacher never scores; give it the teacher's "
                              "tokenizer and vocabulary.")  # fmt: skip
+        if t_vocab is not None and s_vocab is not None and t_vocab > s_vocab:
+            logger.info("vocabularies: the teacher has %d output rows, the student %d: the losses compare the first "
+                        "%d ids; the teacher's other %d rows (padding, added tokens) are dropped", t_vocab, s_vocab,
+                        s_vocab, t_vocab - s_vocab)  # fmt: skip
         if getattr(student_config, "final_logit_softcapping", None) or getattr(
             teacher_config, "final_logit_softcapping", None
         ):
@@ -150,6 +158,25 @@ class CausalLM(TaskType):
                 setattr(config, gpt2_name, value)
         config.architectures = None
         return config
+
+    def shared_tokenizer(self, teacher_tokenizer: Any, student_tokenizer: Any) -> Any:
+        """The tokenizer both models read when the student came with one of its own: the student's, when every
+        token it knows has the same id in the teacher's (the teacher may know more: added tokens); otherwise an
+        error naming the first ids on which they disagree (cross-tokenizer LM distillation is not offered)."""
+        teacher_vocab, student_vocab = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
+        teacher_ids = {i: t for t, i in teacher_vocab.items()}
+        differ = sorted(i for t, i in student_vocab.items() if teacher_ids.get(i) != t)
+        if differ:
+            shown = ", ".join(f"id {i}: student {_token(student_vocab, i)!r}, teacher {teacher_ids.get(i)!r}"
+                              for i in differ[:3])  # fmt: skip
+            raise ValueError(
+                f"the teacher's and the student's tokenizers disagree on {len(differ)} ids ({shown}); the causal-lm "
+                "losses compare next-token distributions id by id. Give the student the teacher's tokenizer (a "
+                "student of the same model family), or --student teacher:K / custom."
+            )
+        logger.info("the student's tokenizer (%d tokens) agrees with the teacher's (%d) on every id it has: both read "
+                    "the student's tokenization", len(student_vocab), len(teacher_vocab))  # fmt: skip
+        return student_tokenizer
 
     def output_from_logits(self, logits: Any) -> Any:
         return CausalLMOutput(logits=logits)
