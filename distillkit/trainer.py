@@ -315,7 +315,8 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
                 self._term_sums[name] = (total_so_far + value, steps + 1)
             self._term_steps += 1
         if return_outputs:
-            stats = chunked_token_statistics(hidden, student.get_output_embeddings(), labels, args.lm_chunk_size)
+            stats = chunked_token_statistics(hidden, student.get_output_embeddings(), labels, args.lm_chunk_size,
+                                             teacher_rows, teacher_head)  # fmt: skip
             return loss, {"loss": loss, "logits": stats}
         return loss
 

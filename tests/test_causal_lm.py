@@ -218,3 +218,21 @@ def test_a_student_tokenizer_that_disagrees_is_refused_naming_the_ids(lm, tmp_pa
     # the student's are dropped from the comparison
     result = run(*parse_args([*flags, "--student", str(_student_folder(tmp_path / "b", WORDS[:-2]))]))
     assert math.isfinite(result.metrics["train_loss"])
+
+
+def test_evaluation_reports_the_teachers_top1_agreement(lm, tmp_path):
+    tokenizer, teacher = lm
+    data = _data(tokenizer, teacher)
+    args = DistillConfig(output_dir=str(tmp_path), alpha=0.5, report_to="none", use_cpu=True)
+    common = {
+        "args": args,
+        "train_dataset": data["train"],
+        "eval_dataset": data["validation"],
+        "processing_class": tokenizer,
+        "task_type": "causal-lm",
+    }
+    itself = DistillTrainer(model=teacher, teacher=teacher, **common)
+    assert itself.evaluate()["eval_teacher_agreement"] == 1.0
+    student = build_student("custom", teacher, task_type="causal-lm", num_layers=1, hidden_size=16, num_heads=2)
+    other = DistillTrainer(model=student, teacher=teacher, **common)
+    assert 0.0 <= other.evaluate()["eval_teacher_agreement"] < 1.0

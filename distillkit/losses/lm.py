@@ -206,21 +206,30 @@ def direct_lm_losses(student_logits: Tensor, targets: Tensor, weights: Mapping[s
 
 
 @torch.no_grad()
-def chunked_token_statistics(hidden: Tensor, head: torch.nn.Linear, labels: Tensor, chunk_size: int = 1024) -> Tensor:
-    """(batch, seq, H) last hidden states and (batch, seq) labels -> (batch, seq, 2): the negative log-likelihood of
-    the next token and the predicted next token at each counted position (zeros elsewhere), computed `chunk_size`
-    positions at a time: what evaluation keeps (`tasks.causal_lm.token_statistics` from full logits gives the same)."""
+def chunked_token_statistics(hidden: Tensor, head: torch.nn.Linear, labels: Tensor, chunk_size: int = 1024,
+                             teacher_rows: Tensor | None = None,
+                             teacher_head: torch.nn.Linear | None = None) -> Tensor:  # fmt: skip
+    """(batch, seq, H) last hidden states and (batch, seq) labels -> (batch, seq, 3): the negative log-likelihood of
+    the next token, the predicted next token and the teacher's predicted next token (-1 without a teacher) at each
+    counted position (zeros elsewhere), computed `chunk_size` positions at a time: what evaluation keeps
+    (`tasks.causal_lm.token_statistics` from full logits gives the first two). `teacher_rows`: the teacher's last
+    hidden states at the counted positions, (N, H_t)."""
     batch, seq = labels.shape
-    stats = torch.zeros(batch, seq, 2, dtype=torch.float32, device=hidden.device)
+    stats = torch.zeros(batch, seq, 3, dtype=torch.float32, device=hidden.device)
     counted = torch.zeros_like(labels, dtype=torch.bool)
     counted[:, :-1] = labels[:, 1:] != -100
     rows = hidden[counted]
     targets = labels[:, 1:][counted[:, :-1]]
-    nll, top = [], []
+    nll, top, teacher_top = [], [], []
     for start in range(0, rows.shape[0], chunk_size):
         logits = F.linear(rows[start : start + chunk_size], head.weight, head.bias).float()
         nll.append(F.cross_entropy(logits, targets[start : start + chunk_size], reduction="none"))
         top.append(logits.argmax(-1).float())
+        if teacher_rows is not None:
+            t_logits = F.linear(teacher_rows[start : start + chunk_size], teacher_head.weight, teacher_head.bias)
+            teacher_top.append(t_logits[:, : logits.shape[-1]].argmax(-1).float())
+        else:
+            teacher_top.append(torch.full_like(top[-1], -1.0))
     if nll:
-        stats[counted] = torch.stack([torch.cat(nll), torch.cat(top)], dim=-1)
+        stats[counted] = torch.stack([torch.cat(nll), torch.cat(top), torch.cat(teacher_top)], dim=-1)
     return stats

@@ -85,7 +85,10 @@ def lm_scores(stats: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         return {"perplexity": float("nan"), "accuracy": 0.0, "tokens": 0.0}
     nll = float(stats[..., 0][counted].mean())
     accuracy = float((stats[..., 1][counted] == target[counted]).mean())
-    return {"perplexity": float(np.exp(nll)), "nll": nll, "accuracy": accuracy, "tokens": float(tokens)}
+    scores = {"perplexity": float(np.exp(nll)), "nll": nll, "accuracy": accuracy, "tokens": float(tokens)}
+    if stats.shape[-1] >= 3 and bool((stats[..., 2][counted] >= 0).all()):  # the teacher's top-1 beside the student's
+        scores["teacher_agreement"] = float((stats[..., 1][counted] == stats[..., 2][counted]).mean())
+    return scores
 
 
 class CausalLM(TaskType):
