@@ -175,6 +175,7 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         exports=info.get("exports"),
         exports_metric=info.get("exports_metric", "metric"),
         exports_note=info.get("exports_note", ""),
+        samples=info.get("samples") or [],
     )
 
 

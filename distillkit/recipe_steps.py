@@ -278,7 +278,8 @@ def write_outputs(recipe: Any) -> None:
     announce("model card", os.path.join(args.output_dir, "README.md"))
     info = card_info(recipe.model_args, recipe.task, args, recipe.trainer, result, latency, recipe.command,
                      recipe.data_args.dataset_name, recipe.task_type)  # fmt: skip
-    write_card(args.output_dir, {**info, "data": recipe.data_report, "warnings": recipe.notes})
+    samples = recipe.task_type.card_samples(recipe.teacher, recipe.trainer.model, recipe.student_tokenizer)
+    write_card(args.output_dir, {**info, "data": recipe.data_report, "warnings": recipe.notes, "samples": samples})
 
 
 def train_with_signals(trainer: Any, resume: str | None, stop: StopOnSignal, command: list[str]) -> dict[str, Any]:

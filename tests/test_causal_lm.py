@@ -188,6 +188,9 @@ def test_a_whole_run_from_text_files_writes_a_generating_student(lm, tmp_path):
     assert math.isfinite(result.metrics["eval_perplexity"]) and "teacher_eval_perplexity" in result.teacher_metrics
     card = (tmp_path / "out" / "README.md").read_text()
     assert "pipeline_tag: text-generation" in card and "perplexity" in card
+    from distillkit.tasks.causal_lm import CARD_PROMPTS
+
+    assert "Greedy continuations of fixed prompts" in card and all(f"| {p} |" in card for p in CARD_PROMPTS)
     recipe = (tmp_path / "out" / "distillkit_recipe.yaml").read_text()
     assert "kd_loss: reverse_kl" in recipe and "task_type: causal-lm" in recipe
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())

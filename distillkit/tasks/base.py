@@ -239,6 +239,10 @@ class TaskType:
         """The metrics a card and a results table lead with, in order."""
         return ()
 
+    def card_samples(self, teacher: Any, student: Any, tokenizer: Any) -> list[dict[str, Any]]:
+        """Rows for the card beside the scores (a language model's continuations of fixed prompts); none by default."""
+        return []
+
     # ---- features -----------------------------------------------------------------------------------------------
 
     def check_features(self, used: Iterable[str], what_instead: Mapping[str, str] | None = None) -> None:

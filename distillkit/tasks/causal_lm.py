@@ -29,6 +29,7 @@ from .base import TaskType
 logger = logging.getLogger(__name__)
 
 IGNORE = -100
+CARD_PROMPTS = ("The history of the city", "In 1990, the band released", "The most important thing about")
 
 
 def _token(vocab: dict[str, int], i: int) -> str | None:
@@ -270,6 +271,26 @@ class CausalLM(TaskType):
 
     def score_keys(self) -> tuple[str, ...]:
         return ("perplexity", "accuracy")
+
+    def card_samples(self, teacher: Any, student: Any, tokenizer: Any, new_tokens: int = 20) -> list[dict[str, Any]]:
+        """Greedy continuations of CARD_PROMPTS by the teacher and the student (on the student's device, in its
+        dtype), for the card: a reader sees at once what the perplexities mean."""
+
+        def continue_text(model: Any, prompt: str) -> str:
+            device = next(model.parameters()).device
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                     do_sample=False, pad_token_id=pad)  # fmt: skip
+            text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+            return " ".join(text.split()).replace("|", "\\|")  # one table cell
+
+        rows = []
+        for prompt in CARD_PROMPTS:
+            rows.append({"prompt": prompt, "teacher": continue_text(teacher.eval(), prompt),
+                         "student": continue_text(student.eval(), prompt), "new_tokens": new_tokens})  # fmt: skip
+        return rows
 
     higher_is_better = False  # perplexity: retention is the teacher's over the student's
 
