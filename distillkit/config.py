@@ -46,6 +46,12 @@ class DistillConfig(TrainingArguments):
         default=0.5,
         metadata={"help": "--kd_loss jsd: the mixture weight beta in [0, 1] (0 = forward KL, 1 = reverse KL)."},
     )
+    cache_top_k: int = field(
+        default=32,
+        metadata={"help": "causal-lm with --teacher_cache: the teacher's most likely next tokens kept per token (their "
+                  "log-probabilities and ids, plus the rest of the mass: 130 bytes a token at 32 and a vocabulary "
+                  "up to 65,536)."},
+    )  # fmt: skip
     lm_chunk_size: int = field(
         default=1024,
         metadata={"help": "causal-lm: positions whose logits are computed at once by the chunked losses (memory: "
@@ -157,6 +163,8 @@ class DistillConfig(TrainingArguments):
         if not 0.0 <= self.jsd_beta <= 1.0:
             raise ValueError(f"jsd_beta must be in [0, 1] (got {self.jsd_beta}): 0 is the forward KL, 1 the reverse "
                              "KL.")  # fmt: skip
+        if not self.cache_top_k >= 1:
+            raise ValueError(f"cache_top_k must be >= 1 (got {self.cache_top_k}): the teacher's top ids kept a token.")
         if not self.lm_chunk_size >= 1:
             raise ValueError(f"lm_chunk_size must be >= 1 (got {self.lm_chunk_size}).")
         for name in INTERMEDIATE_WEIGHTS:

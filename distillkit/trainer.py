@@ -165,12 +165,23 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             self.set_stage("prediction" if self.stage_weights else None)  # the cache holds logits only
             with args.main_process_first(desc="teacher cache"):  # the main process computes, the others read
                 ensemble = self.ensemble is not None  # scored as run here (torch), and identified by every teacher
-                self._cached_logits = load_or_build(
-                    args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
-                    self.data_collator, batch_size=args.per_device_eval_batch_size,
-                    backend="torch" if ensemble else args.teacher_backend, progress=not args.disable_tqdm,
-                    extra_identity=ensemble_identity(self.ensemble[0], self.ensemble[2], args) if ensemble else None,
-                )  # fmt: skip
+                if self.task_type.chunked_lm_losses:  # a language model: the teacher's top-k per counted token
+                    from .lm_cache import load_or_build_topk
+
+                    self._cached_logits = load_or_build_topk(
+                        args.teacher_cache, teacher_model, self.processing_class, self.train_dataset,
+                        self.data_collator, k=args.cache_top_k, temperature=args.temperature,
+                        batch_size=args.per_device_eval_batch_size, chunk_size=args.lm_chunk_size,
+                        vocab_rows=model.get_output_embeddings().weight.shape[0],
+                    )  # fmt: skip
+                else:
+                    members = ensemble_identity(self.ensemble[0], self.ensemble[2], args) if ensemble else None
+                    self._cached_logits = load_or_build(
+                        args.teacher_cache, self.teacher, teacher_model, self.processing_class, self.train_dataset,
+                        self.data_collator, batch_size=args.per_device_eval_batch_size,
+                        backend="torch" if ensemble else args.teacher_backend, progress=not args.disable_tqdm,
+                        extra_identity=members,
+                    )  # fmt: skip
             self.train_dataset = self.train_dataset.add_column(INDEX_COLUMN, list(range(len(self.train_dataset))))
         self._term_sums: dict[str, tuple[torch.Tensor, int]] = {}  # {name: (sum since the last log, steps)}
         self._term_steps = 0
@@ -295,8 +306,15 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
         counted = labels[:, 1:] != -100
         targets = labels[:, 1:][counted]
         rows = hidden[:, :-1][counted]
-        teacher_rows = teacher_head = None
-        if self._needs_teacher and any(n != "ce" for n in self.active_weights):
+        teacher_rows = teacher_head = cached = None
+        index = inputs.get(INDEX_COLUMN)
+        if index is not None and self._cached_logits is not None:  # the teacher's top-k, read from the cache
+            cached = tuple(x.to(rows.device) for x in self._cached_logits.gather(index.cpu()))
+            if cached[0].shape[0] != rows.shape[0]:
+                raise ValueError(f"the teacher cache holds {cached[0].shape[0]} tokens for this batch's rows, which "
+                                 f"count {rows.shape[0]}: it was built for other data; delete it to "
+                                 "recompute.")  # fmt: skip
+        elif self._needs_teacher and any(n != "ce" for n in self.active_weights):
             teacher_model = self.teacher.model
             with HeadInput(teacher_model) as t_captured:
                 self.teacher(inputs)
@@ -305,7 +323,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
         args = self.args
         loss, terms = fused_lm_losses(rows, student.get_output_embeddings(), targets, self.active_weights,
                                       teacher_rows, teacher_head, args.temperature, args.jsd_beta,
-                                      args.lm_chunk_size)  # fmt: skip
+                                      args.lm_chunk_size, cached)  # fmt: skip
         if not bool(torch.isfinite(loss)):
             raise NonFiniteLossError(f"loss term(s) {({n: v.item() for n, v in terms.items()})} became non-finite at "
                                      f"step {self.state.global_step}; lower --learning_rate.")  # fmt: skip

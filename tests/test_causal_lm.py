@@ -99,9 +99,10 @@ def test_no_prompt_token_reaches_the_hard_or_the_soft_loss(lm, tmp_path, monkeyp
     seen = []
     original = lm_losses._chunk_terms
 
-    def spy(s_logits, t_logits, targets, weights, temperature, beta):
-        seen.append((set(targets.tolist()), s_logits.shape[0], None if t_logits is None else t_logits.shape[0]))
-        return original(s_logits, t_logits, targets, weights, temperature, beta)
+    def spy(s_logits, t_logits, targets, weights, temperature, beta, cached=None):
+        teacher_rows = cached[0].shape[0] if cached is not None else None if t_logits is None else t_logits.shape[0]
+        seen.append((set(targets.tolist()), s_logits.shape[0], teacher_rows))
+        return original(s_logits, t_logits, targets, weights, temperature, beta, cached)
 
     monkeypatch.setattr(lm_losses, "_chunk_terms", spy)
     student = build_student("teacher:1", teacher, task_type="causal-lm")

@@ -75,12 +75,18 @@ def masked_token_mean(values: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def _chunk_terms(s_logits: Tensor, t_logits: Tensor | None, targets: Tensor, weights: Mapping[str, float],
-                 temperature: float, beta: float) -> dict[str, Tensor]:  # fmt: skip
-    """The summed (not averaged) terms of one chunk of positions."""
+                 temperature: float, beta: float,
+                 cached: tuple[Tensor, ...] | None = None) -> dict[str, Tensor]:  # fmt: skip
+    """The summed (not averaged) terms of one chunk of positions; the teacher as logits, or as its cached top-k
+    entries (`cached`: ids, log-probabilities at T, the rest of the mass; `lm_cache.topk_divergence`)."""
     terms = {}
     for name in weights:
         if name == "ce":
             terms[name] = F.cross_entropy(s_logits.float(), targets, reduction="sum")
+        elif cached is not None:
+            from ..lm_cache import topk_divergence
+
+            terms[name] = topk_divergence(name, s_logits, *cached, temperature, beta).sum()
         else:
             terms[name] = token_divergence(name, s_logits, t_logits, temperature, beta).sum()
     return terms
@@ -92,7 +98,7 @@ class _FusedLMLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, teacher_hidden, teacher_weight, teacher_bias, targets, spec):
-        weights, temperature, beta, chunk, out_terms = spec
+        weights, temperature, beta, chunk, out_terms, cached = spec
         count = max(int(targets.numel()), 1)
         grad_hidden = torch.zeros_like(hidden, dtype=torch.float32)
         grad_weight = torch.zeros_like(weight, dtype=torch.float32)
@@ -105,7 +111,9 @@ class _FusedLMLoss(torch.autograd.Function):
                 t_logits = None
                 if teacher_hidden is not None:
                     t_logits = F.linear(teacher_hidden[start : start + chunk], teacher_weight, teacher_bias).float()
-                terms = _chunk_terms(s_logits, t_logits, targets[start : start + chunk], weights, temperature, beta)
+                part = None if cached is None else tuple(x[start : start + chunk] for x in cached)
+                terms = _chunk_terms(s_logits, t_logits, targets[start : start + chunk], weights, temperature, beta,
+                                     part)  # fmt: skip
                 total = sum(weights[n] * terms[n] for n in terms) / count
                 (grad_logits,) = torch.autograd.grad(total, s_logits)
             grad_logits = grad_logits.to(torch.float32)
@@ -139,6 +147,7 @@ def fused_lm_losses(
     temperature: float = 1.0,
     beta: float = 0.5,
     chunk_size: int = 1024,
+    cached: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The weighted sum of the token-level terms `weights` ({"kd" | "reverse_kl" | "jsd" | "ce": weight}) over the
     counted positions, computed `chunk_size` positions at a time.
@@ -149,12 +158,14 @@ def fused_lm_losses(
         targets: the next token at each counted position, (N,) int64.
         teacher_hidden / teacher_head: the teacher's, (N, H_t) and (V_t, H_t); required by every term but "ce".
             Vocabularies of different sizes are compared over the first min(V, V_t) ids (see `shared_vocabulary`).
+        cached: instead of the teacher's states, its cached top-k entries at each counted position (ids (N, k),
+            log-probabilities at T (N, k), the rest of the mass (N,): `lm_cache.TopKCache.gather`).
     Returns:
         (the weighted sum of the terms' means, {name: its mean, detached}); the gradients reach `hidden` and the
         head's parameters, equal to those of the direct computation.
     """
     _check_temperature(temperature)
-    if any(n != "ce" for n in weights) and (teacher_hidden is None or teacher_head is None):
+    if any(n != "ce" for n in weights) and cached is None and (teacher_hidden is None or teacher_head is None):
         raise ValueError(f"the terms {sorted(n for n in weights if n != 'ce')} need the teacher's hidden states.")
     weight, bias = head.weight, head.bias
     t_weight = t_bias = None
@@ -180,13 +191,15 @@ def fused_lm_losses(
                 if teacher_hidden is not None:
                     t_logits = F.linear(teacher_hidden[start : start + chunk_size], t_weight, t_bias).float()
                 s_logits = F.linear(hidden[start : start + chunk_size], weight, bias)
-                part = _chunk_terms(s_logits, t_logits, targets[start : start + chunk_size], weights, temperature, beta)
+                cut = None if cached is None else tuple(x[start : start + chunk_size] for x in cached)
+                part = _chunk_terms(s_logits, t_logits, targets[start : start + chunk_size], weights, temperature, beta,
+                                    cut)  # fmt: skip
                 for name, value in part.items():
                     sums[name] = sums.get(name, 0.0) + value
         means = {n: torch.as_tensor(v, dtype=torch.float32) / count for n, v in sums.items()}
         return sum(weights[n] * means[n] for n in weights), means
     terms: dict[str, Tensor] = {}
-    spec = (dict(weights), temperature, beta, chunk_size, terms)
+    spec = (dict(weights), temperature, beta, chunk_size, terms, cached)
     total = _FusedLMLoss.apply(hidden, weight, bias, teacher_hidden, t_weight, t_bias, targets, spec)
     return total, terms
 

@@ -98,7 +98,7 @@ class CausalLM(TaskType):
     architecture_suffix = "ForCausalLM"
     pipeline_tag = "text-generation"
     head_description = "language-model"
-    features = frozenset({"presets", "teacher_layers"})
+    features = frozenset({"presets", "teacher_layers", "teacher_cache"})
     per_token = True
     shared_vocabulary = True  # padded embedding rows and added tokens: compared over the ids both have
     chunked_lm_losses = True  # the trainer computes the losses from hidden states in chunks (losses/lm.py)
@@ -300,8 +300,6 @@ class CausalLM(TaskType):
         "layer_sharing": "ALBERT-style sharing and factorized embeddings build ALBERT encoders, not decoders; use "
         "--student teacher:K or custom",
         "vocab_trimming": "a trimmed language model cannot emit the words it lost; keep the teacher's vocabulary",
-        "teacher_cache": "the language-model teacher cache (top-k log-probabilities per token) is not built yet; "
-        "run with the live teacher (leave out --teacher_cache, or --teacher_cache none)",
         "cross_tokenizer": "the losses compare next-token distributions id by id; give the student the teacher's "
         "tokenizer",
         "augmentation": "text that only the teacher labels is plain text here: add it to --train_file instead",
