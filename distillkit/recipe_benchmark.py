@@ -98,7 +98,7 @@ class RecipeBench:
         self.teacher_dir = str(self.out / "teacher")
         if record_path.is_file() and (self.out / "teacher" / "config.json").is_file():
             record = json.loads(record_path.read_text())
-            self.teacher_metrics = {f"teacher_eval_{k}": v for k, v in record["scores"].items()}
+            self.teacher_metrics = self.metrics_of(record)
             return record
         if self.cli.report_only:
             raise FileNotFoundError(f"{record_path}: no teacher yet; run the benchmark without --report_only first.")
@@ -149,10 +149,14 @@ class RecipeBench:
             **self.latencies(model, recipe.tokenizer, recipe),
         }
         atomic_write_text(str(record_path), json.dumps(record, indent=2))
-        self.teacher_metrics = {f"teacher_eval_{k}": v for k, v in record["scores"].items()}
+        self.teacher_metrics = self.metrics_of(record)
         del recipe, model
         gc.collect()
         return record
+
+    def metrics_of(self, record: dict[str, Any]) -> dict[str, float]:
+        """The teacher's metrics as its trainer reported them (SQuAD's in percent), for the students' cards."""
+        return {f"teacher_eval_{k}": v * self.task_type.score_scale for k, v in record["scores"].items()}
 
     def scores(self, metrics: dict[str, float], prefix: str) -> dict[str, Any]:
         """The run's scores: the headline metric under its own name and as `accuracy` (the report's key), plus
@@ -161,8 +165,9 @@ class RecipeBench:
         if self.metric not in found:
             raise KeyError(f"no {prefix}{self.metric} in the run's metrics {sorted(metrics)}")
         timing = ("runtime", "_time", "_per_second", "loss")
-        keep = {k: round(v, 4) for k, v in found.items() if isinstance(v, float) and not k.endswith(timing)}
-        return {"accuracy": round(found[self.metric], 4), "scores": keep}
+        scale = self.task_type.score_scale  # SQuAD's percentages as fractions, like every other table's scores
+        keep = {k: round(v / scale, 6) for k, v in found.items() if isinstance(v, float) and not k.endswith(timing)}
+        return {"accuracy": keep[self.metric], "scores": keep}
 
     def probe_texts(self, raw: Any) -> tuple[list[str], list[str] | None]:
         """The first LATENCY_PROBE validation rows as the models read them: a tagger's words joined, a question

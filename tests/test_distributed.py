@@ -85,3 +85,38 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, tokenizer, traine
     assert len(grads_acc) == len(grads_one) > 0
     for a, b in zip(grads_acc, grads_one):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_two_cpu_processes_distil_a_language_model_like_one(tmp_path):
+    """causal-lm under DDP: the chunked losses from each process's blocks, the top-k cache built by the main process
+    and read by the other; the first step's loss as one process computes it on the same 16 blocks."""
+    from .lm_fixtures import counting_text, lm_tokenizer, tiny_llama, train_lm, write_text
+
+    tokenizer = lm_tokenizer(tmp_path / "teacher")
+    train_lm(tiny_llama(), tokenizer, counting_text(200, 0), steps=60).save_pretrained(tmp_path / "teacher")
+    text = write_text(tmp_path / "train.txt", counting_text(400, 5))
+
+    def flags(out, batch):
+        return ["--teacher", str(tmp_path / "teacher"), "--student", "teacher:1", "--train_file", str(text),
+                "--output_dir", str(out), "--max_steps", "3", "--block_size", "16", "--per_device_train_batch_size",
+                str(batch), "--learning_rate", "1e-3", "--alpha", "0.8", "--logging_steps", "1", "--save_strategy",
+                "no", "--report_to", "none", "--disable_tqdm", "true", "--seed", "5", "--use_cpu", "true"]  # fmt: skip
+
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    script = str(ROOT / "scripts" / "distill.py")
+    ddp = subprocess.run([*launcher, script, *flags(tmp_path / "ddp", 8)], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = subprocess.run([sys.executable, script, *flags(tmp_path / "one", 16)], capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-4000:]
+
+    def first(name):
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        return next(e for e in state["log_history"] if "loss_kd" in e)
+
+    assert first("ddp")["loss"] == pytest.approx(first("one")["loss"], rel=1e-3)  # no dropout in the tiny Llama
+    assert first("ddp")["loss_kd"] == pytest.approx(first("one")["loss_kd"], rel=1e-3)
+    assert (tmp_path / "ddp" / "teacher_cache" / "manifest.json").is_file()
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()

@@ -143,6 +143,7 @@ class TaskType:
 
     chunked_lm_losses: ClassVar[bool] = False  # the trainer computes token losses from hidden states (causal-lm)
     higher_is_better: ClassVar[bool] = True  # the headline score (False: perplexity)
+    score_scale: ClassVar[float] = 1.0  # the metrics' full mark (100: SQuAD's percentages), 1 in benchmark tables
     shared_vocabulary: ClassVar[bool] = False  # True: vocabularies of different sizes are compared over shared ids
 
     def init_head(self, student: Any, teacher: Any) -> list[str]:

@@ -244,5 +244,7 @@ class QuestionAnswering(TaskType):
             ]
         return []
 
+    score_scale = 100.0  # exact match and F1 in percent, as the official SQuAD script prints them
+
     def score_keys(self) -> tuple[str, ...]:
         return ("f1", "exact_match")
