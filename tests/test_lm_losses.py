@@ -117,3 +117,14 @@ def test_a_teacher_with_more_vocabulary_rows_is_compared_over_the_shared_ids():
     head, teacher_head, hidden, teacher_hidden, targets = _models(v_s=48, v_t=40)
     with pytest.raises(ValueError, match="larger than the teacher"):
         fused_lm_losses(hidden, head, targets, {"kd": 1.0}, teacher_hidden, teacher_head)
+
+
+def test_bf16_hidden_states_get_a_bf16_gradient():
+    head, teacher_head, hidden, teacher_hidden, targets = _models()
+    head = head.float()
+    hidden = hidden.detach().to(torch.bfloat16).requires_grad_(True)
+    total, _ = fused_lm_losses(hidden, head, targets, {"kd": 0.5, "ce": 0.5}, teacher_hidden.float(),
+                               teacher_head.float(), chunk_size=8)  # fmt: skip
+    total.backward()
+    assert hidden.grad.dtype == torch.bfloat16 and head.weight.grad.dtype == torch.float32
+    assert torch.isfinite(hidden.grad.float()).all()

@@ -125,6 +125,9 @@ class _FusedLMLoss(torch.autograd.Function):
                 sums[name] += value.detach()
         for name, value in sums.items():
             out_terms[name] = value / count
+        # each gradient in its input's dtype (bf16 hidden states under autocast, an fp32 head)
+        grad_hidden, grad_weight = grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype)
+        grad_bias = None if grad_bias is None else grad_bias.to(bias.dtype)
         ctx.save_for_backward(grad_hidden, grad_weight, *(() if grad_bias is None else (grad_bias,)))
         ctx.has_bias = grad_bias is not None
         return sum(weights[n] * out_terms[n] for n in weights).to(hidden.dtype)
