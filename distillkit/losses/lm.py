@@ -107,10 +107,11 @@ class _FusedLMLoss(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start : start + chunk]
             with torch.enable_grad():
-                s_logits = F.linear(h, weight, bias).detach().requires_grad_(True)
+                s_logits = F.linear(h.to(weight.dtype), weight, bias).detach().requires_grad_(True)
                 t_logits = None
                 if teacher_hidden is not None:
-                    t_logits = F.linear(teacher_hidden[start : start + chunk], teacher_weight, teacher_bias).float()
+                    t_rows = teacher_hidden[start : start + chunk].to(teacher_weight.dtype)
+                    t_logits = F.linear(t_rows, teacher_weight, teacher_bias).float()
                 part = None if cached is None else tuple(x[start : start + chunk] for x in cached)
                 terms = _chunk_terms(s_logits, t_logits, targets[start : start + chunk], weights, temperature, beta,
                                      part)  # fmt: skip
@@ -192,8 +193,9 @@ def fused_lm_losses(
             for start in range(0, hidden.shape[0], chunk_size):
                 t_logits = None
                 if teacher_hidden is not None:
-                    t_logits = F.linear(teacher_hidden[start : start + chunk_size], t_weight, t_bias).float()
-                s_logits = F.linear(hidden[start : start + chunk_size], weight, bias)
+                    t_rows = teacher_hidden[start : start + chunk_size].to(t_weight.dtype)
+                    t_logits = F.linear(t_rows, t_weight, t_bias).float()
+                s_logits = F.linear(hidden[start : start + chunk_size].to(weight.dtype), weight, bias)
                 cut = None if cached is None else tuple(x[start : start + chunk_size] for x in cached)
                 part = _chunk_terms(s_logits, t_logits, targets[start : start + chunk_size], weights, temperature, beta,
                                     cut)  # fmt: skip
