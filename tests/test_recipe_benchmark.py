@@ -215,7 +215,7 @@ def test_the_qa_benchmark_scores_f1_and_em_and_times_question_with_context(qa_be
     for record in rows:
         assert {"name", "params", "em", "f1", "retention", "speedup", "seeds"} <= set(record)
     kd = next(r for r in rows if r["variant"] == "kd")
-    assert kd["em"] == runs["kd"]["scores"]["exact_match"]
+    assert kd["em"] == pytest.approx(runs["kd"]["scores"]["exact_match"], abs=1e-4)
     table = (tmp_path / "squad.md").read_text()
     assert "| F1 % | EM % |" in table
     assert "TextBrewer T4-tiny" in json.loads((tmp_path / "squad.json").read_text())["anchors"]
