@@ -246,7 +246,12 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             )
             terms[name] = value.detach()
             total = weight * value if total is None else total + weight * value
-        # one host sync per step: a NaN must stop the run at the step where it appears, not poison the checkpoints
+        self.check_finite(terms)
+        return total, terms
+
+    def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """One host sync per step: a NaN must stop the run at the step where it appears, not poison the
+        checkpoints."""
         if not bool(torch.isfinite(torch.stack([t.float() for t in terms.values()])).all()):
             bad = {n: v.item() for n, v in terms.items() if not torch.isfinite(v)}
             raise NonFiniteLossError(
@@ -254,7 +259,15 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
                 "in the teacher (use --teacher_dtype bfloat16 or float32) or in the student (--bf16 instead of "
                 "--fp16), or a learning rate too high (lower --learning_rate)."
             )
-        return total, terms
+
+    def record_terms(self, model: Any, terms: dict[str, torch.Tensor]) -> None:
+        """Add a training step's terms to the sums that the next log averages (`loss_<name>`)."""
+        if not model.training:
+            return
+        for name, value in terms.items():
+            total_so_far, steps = self._term_sums.get(name, (0.0, 0))
+            self._term_sums[name] = (total_so_far + value, steps + 1)
+        self._term_steps += 1
 
     # ---- Trainer overrides ---------------------------------------------------------------------------------------
 
@@ -279,11 +292,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
         loss, terms = self.compute_distill_loss(
             self.loss_view(student_outputs, mask), self.loss_view(teacher_outputs, mask), inputs
         )
-        if model.training:
-            for name, value in terms.items():
-                total_so_far, steps = self._term_sums.get(name, (0.0, 0))
-                self._term_sums[name] = (total_so_far + value, steps + 1)
-            self._term_steps += 1
+        self.record_terms(model, terms)
         if return_outputs:
             # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
             return loss, {"loss": loss, "logits": output_logits(student_outputs)}
@@ -324,14 +333,8 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
         loss, terms = fused_lm_losses(rows, student.get_output_embeddings(), targets, self.active_weights,
                                       teacher_rows, teacher_head, args.temperature, args.jsd_beta,
                                       args.lm_chunk_size, cached)  # fmt: skip
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(f"loss term(s) {({n: v.item() for n, v in terms.items()})} became non-finite at "
-                                     f"step {self.state.global_step}; lower --learning_rate.")  # fmt: skip
-        if model.training:
-            for name, value in terms.items():
-                total_so_far, steps = self._term_sums.get(name, (0.0, 0))
-                self._term_sums[name] = (total_so_far + value, steps + 1)
-            self._term_steps += 1
+        self.check_finite(terms)
+        self.record_terms(model, terms)
         if return_outputs:
             stats = chunked_token_statistics(hidden, student.get_output_embeddings(), labels, args.lm_chunk_size,
                                              teacher_rows, teacher_head)  # fmt: skip
