@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .cache import BUILDING, MANIFEST, identity
+from .cache import BUILDING, MANIFEST, _read_json, identity
 from .progress import announce
 from .resilience import atomic_write_text
 
@@ -113,13 +113,6 @@ def cached_tail_kl(teacher_logits: Tensor, k: int, temperature: float = 1.0) -> 
 
 def _shard_path(directory: str, index: int) -> str:
     return os.path.join(directory, f"{SHARD_PREFIX}{index:05d}.safetensors")
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _join(pieces: list[dict[str, Tensor]], k: int, temperature: float) -> TopKCache:
