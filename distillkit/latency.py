@@ -65,3 +65,36 @@ def model_latency_ms(model: torch.nn.Module, inputs: Sequence[dict[str, torch.Te
 def threads_note(batch_size: int, examples: int) -> str:
     threads = torch.get_num_threads()
     return f"batch {batch_size}, {examples} validation examples, median of repeated runs, {threads} CPU threads"
+
+
+@torch.no_grad()
+def generation_speed(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], new_tokens: int = 64,
+                     prompt_tokens: int = 32) -> dict[str, float]:  # fmt: skip
+    """Greedy generation at batch 1 on the CPU in fp32: tokens per second over `new_tokens` new tokens (EOS does not
+    stop it early) after a prompt cut to its first `prompt_tokens` tokens, the median over the prompts after one
+    warm-up, and the ms per new token."""
+    import copy
+
+    if next(model.parameters()).device.type != "cpu" or next(model.parameters()).dtype != torch.float32:
+        model = copy.deepcopy(model).cpu().float()
+    model = model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [tokenizer(p, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :prompt_tokens]
+               for p in prompts]  # fmt: skip
+    encoded = [ids for ids in encoded if ids.shape[1]]
+    if not encoded:
+        raise ValueError("no prompt has a token: give texts to time generation with.")
+
+    def run(ids: torch.Tensor) -> None:
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)  # fmt: skip
+
+    run(encoded[0])
+    rates = []
+    for ids in encoded:
+        start = time.perf_counter()
+        run(ids)
+        rates.append(new_tokens / (time.perf_counter() - start))
+    rate = statistics.median(rates)
+    return {"generation_tokens_per_s": round(rate, 2), "generation_ms_per_token": round(1000 / rate, 3),
+            "generation_new_tokens": new_tokens, "generation_prompts": len(encoded)}  # fmt: skip

@@ -69,6 +69,8 @@ class BenchRecipe(DistillRecipe):
 
 
 class RecipeBench:
+    stage_student = "tiny"  # what the teacher's run builds as its (untrained) student: any the task type accepts
+
     def __init__(self, plan: dict[str, Any], cli: argparse.Namespace):
         self.plan, self.cli = plan, cli
         self.out = Path(cli.out)
@@ -105,7 +107,7 @@ class RecipeBench:
         name = local_name(self.cli.teacher or self.plan["teacher"], self.cli.local_models)
         overrides = {k: v for k, v in self.plan["overrides"].items() if k not in PLAN_KEYS}
         samples = self.cli.teacher_train_samples or self.plan["overrides"].get("teacher_train_samples")
-        extra = {**overrides, "teacher": name, "student": "tiny"}  # the student is not trained here
+        extra = {**overrides, "teacher": name, "student": self.stage_student}  # the student is not trained here
         if samples:
             extra["max_train_samples"] = samples
         flags = self.flags(self.plan["teacher_recipe"], extra)
@@ -183,7 +185,13 @@ class RecipeBench:
         """Timed at the recipe's max_seq_length (recorded: --remeasure_latency times at the same length)."""
         texts, pairs = self.probe_texts(recipe.raw["validation"])
         length = recipe.data_args.max_seq_length
-        return {**cpu_latencies(model, tokenizer, texts, length, pairs), "latency_max_length": length}
+        return {**self.time_model(model, tokenizer, texts, pairs, length), "latency_max_length": length}
+
+    def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
+                   length: int) -> dict[str, Any]:  # fmt: skip
+        """Batch-1 CPU latency of the float model and its int8 / ONNX exports (a language model's benchmark times
+        generation instead: `lm_benchmark`)."""
+        return cpu_latencies(model, tokenizer, texts, length, pairs)
 
     # -- the students --------------------------------------------------------------------------------------------
 
@@ -196,8 +204,17 @@ class RecipeBench:
                  model_args.student if os.path.isdir(model_args.student) else None]  # fmt: skip
         if data_args.augment and args.seed != 0:  # seed 0 keeps the key it always had (its caches stay found)
             parts.append(args.seed)
+        parts += self.cache_key_extra(model_args, data_args, args)
         key = json.dumps(parts)
         return str(self.out / "teacher_cache" / hashlib.sha256(key.encode()).hexdigest()[:12])
+
+    def cache_key_extra(self, model_args: Any, data_args: Any, args: Any) -> list[Any]:
+        """More settings that change what a cache holds, for task types whose caches depend on them."""
+        return []
+
+    def record_extra(self, recipe: DistillRecipe) -> dict[str, Any]:
+        """More fields for a finished run's record (a task type's own counts)."""
+        return {}
 
     def student_run(self, spec: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
         path = self.out / "runs" / spec["name"] / f"{variant}-seed{seed}.json"
@@ -211,13 +228,14 @@ class RecipeBench:
         flags += ["--teacher", self.teacher_dir, "--output_dir", str(run_dir), "--seed", str(seed)]
         model_args, data_args, teacher_args, args = parse_args(flags)
         model_args.student = local_name(model_args.student, self.cli.local_models)
+        plan_cache = "teacher_cache" in spec["flags"]  # the plan chose (`teacher_cache: none`: the live teacher)
         if variant == "baseline":  # the gold labels alone: plain fine-tuning of the same student
             args.alpha, args.extra_losses, args.intermediate_epochs = 0.0, [], 0.0
             data_args.augment, data_args.unlabeled_file = 0, None
             model_args.prune_eval = False  # the distilled run of this seed scores the same cut
             for weight in INTERMEDIATE_WEIGHTS:
                 setattr(args, weight, 0.0)
-        elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache:
+        elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache and not plan_cache:
             args.teacher_cache = self.cache_dir(spec, flags)  # logits only: scored once for every run on the rows
         recipe = BenchRecipe(model_args, data_args, teacher_args, args, command=[])
         recipe.teacher_metrics = self.teacher_metrics
@@ -249,6 +267,7 @@ class RecipeBench:
             "initialisation": getattr(student, "distillkit_init_notes", []),
             "teacher_cache": bool(args.teacher_cache),
             **self.latencies(student, recipe.student_tokenizer, recipe),
+            **self.record_extra(recipe),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(str(path), json.dumps(record, indent=2))
@@ -277,9 +296,10 @@ class RecipeBench:
             model = self.task_type.auto_model_class().from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
             length = record.get("latency_max_length", self.max_length)
-            record.update(cpu_latencies(model, tokenizer, texts, length, pairs), latency_remeasured=True)
+            timings = self.time_model(model, tokenizer, texts, pairs, length)
+            record.update(timings, latency_remeasured=True)
             atomic_write_text(str(json_path), json.dumps(record, indent=2))
-            logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
+            logger.info("latency %s %s: %s", record["name"], record["variant"], timings)
             del model
             gc.collect()
 

@@ -63,6 +63,17 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     command = [*invocation("benchmark"), *(sys.argv[1:] if argv is None else argv)]
     plan = load_plan(cli.plan, cli.profile)
+    if plan_task_type(plan) == "causal-lm":  # perplexity and generation speed: a table of its own
+        from distillkit.lm_benchmark import lm_verdicts, run_lm_benchmark
+
+        for student in plan["students"]:
+            student["seeds"] = cli.seeds or student["seeds"]
+        out, rows = run_lm_benchmark(plan, cli, command)
+        cols = ["name", "variant", "parameters", "perplexity", "retained", "kd_gain", "generation_tokens_per_s"]
+        print(text_table(cols, [[r.get(c, "") for c in cols] for r in rows]))
+        print("\n".join(lm_verdicts(rows)))
+        print(f"written: {out / 'results.md'}, results.json")
+        return
     if plan_task_type(plan) != "sequence-classification":  # token classification, ...: every run a recipe run
         for student in plan["students"]:
             student["seeds"] = cli.seeds or student["seeds"]

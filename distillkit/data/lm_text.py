@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from typing import Any
 
 IGNORE = -100
@@ -90,6 +91,49 @@ def _lm_row(path: str, number: int, row: Any, text_column: str | None) -> dict[s
         raise _bad(path, f"line {number} has no text column {column!r} (keys: {sorted(row)}); name it with "
                          "--text_column, or give prompt / completion or messages.")  # fmt: skip
     return {"text": row[column]}
+
+
+_ARTICLE_HEADING = re.compile(r"^= [^=].* =$")  # WikiText's level-1 heading (stripped); sections: "= = Name = ="
+
+
+def wikitext_articles(path: str) -> list[str]:
+    """The articles of a WikiText raw file, each one string: its heading and its paragraphs joined with newlines
+    (the file's blank lines between paragraphs dropped). Raises when the file has no level-1 heading."""
+    articles: list[list[str]] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if _ARTICLE_HEADING.match(line.strip()):
+                articles.append([line])
+            elif line.strip() and articles:
+                articles[-1].append(line)
+    if not articles:
+        raise _bad(path, "has no WikiText article heading (a line ' = Title = '); is it a WikiText raw file?")
+    return ["\n".join(a) for a in articles]
+
+
+def split_wikitext(path: str, out_dir: str, validation_articles: int,
+                   train_articles: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Write `train.txt` (the first `train_articles`, default every article not held out) and `validation.txt` (the
+    last `validation_articles`), one article per blank-line block, as `read_lm_file` reads them; returns the counts.
+    WikiText-2's training file is not always at hand: this cuts one of its files by article, so that no article is
+    on both sides."""
+    articles = wikitext_articles(path)
+    if not 0 < validation_articles < len(articles):
+        raise ValueError(f"--validation_articles {validation_articles}: the file has {len(articles)} articles; "
+                         f"hold out between 1 and {len(articles) - 1}.")  # fmt: skip
+    cut = len(articles) - validation_articles
+    if train_articles is not None and not 0 < train_articles <= cut:
+        raise ValueError(f"--train_articles {train_articles}: {cut} articles are left before the held-out ones; train "
+                         f"on between 1 and {cut}.")  # fmt: skip
+    os.makedirs(out_dir, exist_ok=True)
+    counts = {}
+    for name, part in (("train", articles[: train_articles or cut]), ("validation", articles[cut:])):
+        with open(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8") as f:
+            f.write("\n\n".join(part) + "\n")
+        counts[name] = {"articles": len(part), "words": sum(len(a.split()) for a in part),
+                        "first": part[0].split("\n", 1)[0].strip(" =")}  # fmt: skip
+    return counts
 
 
 def is_instruction(rows: Any) -> bool:

@@ -1,0 +1,171 @@
+"""The causal-LM benchmark (`distillkit benchmark --plan recipes/wikitext2/benchmark.yaml`): every run an ordinary
+recipe run, as `recipe_benchmark` does for the encoder task types, with what differs for a language model:
+
+- the teacher is used as given (a pretrained LM: no teacher stage), copied into `<out>/teacher` and scored once;
+- the score is perplexity, lower is better: `retained` is the teacher's perplexity over the student's (1.0 = as good
+  as the teacher), and the gain of distillation over its baseline (the same student on the text alone,
+  cross-entropy, alpha 0) is the baseline's perplexity minus the distilled run's, paired by seed (positive: KD helps);
+- speed is greedy generation at batch 1 on the CPU, tokens per second (`latency.generation_speed`), not the
+  classifiers' int8 / ONNX latencies (those exports are refused for this task type);
+- the teacher cache's folder key adds the block size, k and the temperature (the top-k cache refuses other settings).
+
+The report: `results.json` (every run, the rows, the header with the command) and `results.md` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from .latency import generation_speed
+from .recipe_benchmark import RecipeBench
+from .resilience import atomic_write_text
+from .sst2_benchmark.measure import machine
+
+PROBE_PROMPTS = 5  # validation documents whose first 32 tokens prompt the timed generation
+
+
+class LMBench(RecipeBench):
+    stage_student = "teacher:1"  # the BERT presets are refused for decoders
+
+    def record_extra(self, recipe: Any) -> dict[str, Any]:
+        """The tokens the run trained on: the counted (predicted) tokens of its blocks times its epochs, or its
+        steps' blocks when --max_steps cut it."""
+        args, train = recipe.args, recipe.data["train"]
+        counted = sum(sum(1 for y in labels[1:] if y != -100) for labels in train["labels"])
+        if args.max_steps and args.max_steps > 0:
+            per_block = counted / max(len(train), 1)
+            blocks = recipe.trainer.state.global_step * args.train_batch_size * args.gradient_accumulation_steps
+            return {"train_tokens": int(round(per_block * blocks)), "train_blocks": len(train)}
+        return {"train_tokens": int(counted * args.num_train_epochs), "train_blocks": len(train)}
+
+    def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
+                   length: int) -> dict[str, Any]:  # fmt: skip
+        return generation_speed(model, tokenizer, texts[:PROBE_PROMPTS])
+
+    def cache_key_extra(self, model_args: Any, data_args: Any, args: Any) -> list[Any]:
+        return [data_args.block_size, args.cache_top_k, args.temperature]
+
+
+def _mean_std(values: list[float], digits: int = 3) -> tuple[float, float | None]:
+    return round(statistics.mean(values), digits), round(statistics.stdev(values), digits) if len(values) > 1 else None
+
+
+def lm_rows(teacher: dict[str, Any], runs: list[dict[str, Any]], baselines: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per (student, variant): perplexity mean and spread over seeds, retention (teacher ppl / student ppl),
+    and for a distilled row the paired gain over its baseline (baseline ppl - student ppl, per seed)."""
+    t_ppl = teacher["accuracy"]
+    rows = [{**teacher, "perplexity": t_ppl, "perplexity_std": None, "seeds": 1, "retained": 1.0}]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["name"], run["variant"]), []).append(run)
+    for (name, variant), group in groups.items():
+        first = group[0]
+        ppl, spread = _mean_std([r["accuracy"] for r in group])
+        row = {k: first.get(k) for k in ("name", "model", "variant", "architecture", "parameters", "size_mb",
+                                         "losses", "teacher_cache", "anchor")}  # fmt: skip
+        row.update(
+            perplexity=ppl,
+            perplexity_std=spread,
+            seeds=len(group),
+            seed_list=sorted(r["seed"] for r in group),
+            retained=round(t_ppl / ppl, 4),
+            next_token_accuracy=round(statistics.mean(r["scores"].get("accuracy", float("nan")) for r in group), 4),
+            train_tokens=first.get("train_tokens"),
+            steps=first.get("steps"),
+            train_s=round(statistics.mean(r["train_s"] for r in group if r.get("train_s")), 1)
+            if any(r.get("train_s") for r in group)
+            else None,
+            generation_tokens_per_s=round(statistics.median(r["generation_tokens_per_s"] for r in group), 2),
+        )
+        row["generation_speedup"] = round(row["generation_tokens_per_s"] / teacher["generation_tokens_per_s"], 2)
+        if first.get("train_tokens") and row["train_s"]:
+            row["train_tokens_per_s"] = round(first["train_tokens"] / row["train_s"], 1)
+        base = groups.get((baselines.get(name, name), "baseline")) if variant == "kd" else None
+        if base:
+            paired = {r["seed"]: r["accuracy"] for r in base}
+            diffs = [paired[r["seed"]] - r["accuracy"] for r in group if r["seed"] in paired]
+            if diffs:
+                row["kd_gain"], row["kd_gain_std"] = _mean_std(diffs)
+                row["kd_gain_seeds"] = len(diffs)
+                row["baseline_std"] = _mean_std([paired[r["seed"]] for r in group if r["seed"] in paired])[1]
+        rows.append(row)
+    return rows
+
+
+def lm_verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's target: the best distilled row beats its cross-entropy baseline by more than the seed spread."""
+    distilled = [r for r in rows if r.get("kd_gain") is not None]
+    if not distilled:
+        return ["- distillation vs cross-entropy alone: no distilled run with a baseline of the same seed yet."]
+    best = max(distilled, key=lambda r: r["kd_gain"])
+    spreads = [s for s in (best.get("kd_gain_std"), best.get("perplexity_std"), best.get("baseline_std")) if s]
+    if not spreads:
+        return [f"- best loss {best['name']}: {best['kd_gain']:+.2f} perplexity over cross-entropy alone at equal "
+                "tokens (one seed: the spread is not measured yet)."]  # fmt: skip
+    spread = max(spreads)
+    verdict = "met" if best["kd_gain"] > spread else f"missed (gain {best['kd_gain']:.2f} <= spread {spread:.2f})"
+    return [f"- best loss {best['name']}: {best['kd_gain']:+.2f} perplexity over cross-entropy alone at equal tokens "
+            f"({best['kd_gain_seeds']} paired seeds); the largest seed spread {spread:.2f}: {verdict}."]  # fmt: skip
+
+
+def lm_markdown(rows: list[dict[str, Any]], header: str) -> str:
+    def num(v, fmt="{:.2f}"):
+        return "" if v is None else fmt.format(v)
+
+    head = ["model", "variant", "soft loss", "params", "perplexity", "retained %", "gain over CE (ppl)", "seeds",
+            "next-token acc %", "gen tok/s", "train tokens", "train tok/s", "cache"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        losses = r.get("losses") or {}
+        soft = next((k for k in losses if k != "ce" and losses[k]), "") if r["name"] != "teacher" else ""
+        ppl = num(r["perplexity"]) + (f" ± {r['perplexity_std']:.2f}" if r.get("perplexity_std") else "")
+        gain = ""
+        if r.get("kd_gain") is not None:
+            gain = f"{r['kd_gain']:+.2f}" + (f" ± {r['kd_gain_std']:.2f}" if r.get("kd_gain_std") else "")
+        acc = r.get("next_token_accuracy", (r.get("scores") or {}).get("accuracy"))
+        cache = "" if r["name"] == "teacher" or r["variant"] == "baseline" else (
+            "top-k" if r.get("teacher_cache") else "live")  # fmt: skip
+        cells = [r["name"], r["variant"], soft, f"{r['parameters'] / 1e6:.1f}M", ppl,
+                 num(100 * r["retained"], "{:.1f}"), gain, str(r.get("seeds", 1)),
+                 num(None if acc is None else 100 * acc, "{:.1f}"),
+                 num(r.get("generation_tokens_per_s"), "{:.1f}"), num(r.get("train_tokens"), "{:,}"),
+                 num(r.get("train_tokens_per_s"), "{:.0f}"), cache]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(lm_verdicts(rows)) + "\n"
+
+
+def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: list[str]):
+    """As `run_recipe_benchmark`, for `task_type: causal-lm` plans; returns (the output folder, the rows)."""
+    from .commands.results import portable
+
+    bench = LMBench(plan, cli)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter()
+    teacher = bench.teacher()
+    runs = bench.students(cli.only)
+    if cli.remeasure_latency:
+        bench.remeasure_latency(teacher, runs, everything=True)
+    baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
+    rows = lm_rows(teacher, runs, baselines)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cli.use_cpu else "CPU"
+    header = (
+        f"{plan.get('title', 'benchmark')}; score: validation perplexity (lower is better); trained on {device}, "
+        f"{os.cpu_count()} CPU cores ({machine()['cpu']}); generation: greedy, batch 1 on the CPU, fp32, "
+        f"{torch.get_num_threads()} threads. Command: {portable(shlex.join(command))}"
+    )
+    result = {"header": header, "metric": "perplexity", "higher_is_better": False, "teacher": teacher, "rows": rows,
+              "runs": runs, "targets": lm_verdicts(rows), "wall_s": round(time.perf_counter() - wall, 1)}  # fmt: skip
+    atomic_write_text(str(bench.out / "results.json"), json.dumps(result, indent=2))
+    atomic_write_text(str(bench.out / "results.md"), lm_markdown(rows, header))
+    return bench.out, rows
+
+
+__all__ = ["LMBench", "lm_markdown", "lm_rows", "lm_verdicts", "run_lm_benchmark"]
