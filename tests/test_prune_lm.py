@@ -1,0 +1,228 @@
+"""Students cut from a decoder LM (students/prune_lm.py): a full-size cut reproduces the teacher (Llama, Qwen2), a
+cut of heads or neurons equals the teacher with those units silenced (so key-value groups stay consistent), planted
+dead units score 0 and go first, layers by measured criteria, the closed-form parameter count, and a cut model that
+reloads without distillkit and generates."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from distillkit.students.prune_lm import (
+    LMPruneShape,
+    _nll,
+    bias_parts,
+    full_shape,
+    lm_parameter_count,
+    measure_lm_importance,
+    prune_lm,
+)
+
+
+def tiny_qwen2(seed: int = 0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=40, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                         tie_word_embeddings=False)  # fmt: skip
+    return Qwen2ForCausalLM(config).eval()
+
+
+def llama(layers: int = 3, seed: int = 0):
+    """8 query heads of width 4 in 2 key-value groups, tied embeddings."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=28, hidden_size=32, num_hidden_layers=layers, num_attention_heads=8,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                         tie_word_embeddings=True)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    for p in model.parameters():  # random norms too: a cut that mixed channels up would show
+        if p.dim() == 1:
+            p.data.uniform_(0.5, 1.5)
+    return model
+
+
+def ids(seed: int = 1, batch: int = 3, length: int = 12, vocab: int = 28) -> torch.Tensor:
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("make", [llama, tiny_qwen2], ids=["llama", "qwen2"])
+def test_a_full_size_cut_reproduces_the_teachers_logits(make):
+    teacher = make()
+    scores = measure_lm_importance(teacher, [ids()], layers_by="cosine")
+    student = prune_lm(teacher, full_shape(teacher.config), scores).eval()
+    x = ids(2)
+    with torch.no_grad():
+        assert torch.allclose(student(input_ids=x).logits, teacher(input_ids=x).logits, atol=1e-5)
+    assert student.num_parameters() == teacher.num_parameters()
+
+
+def _silenced(teacher, heads=None, neurons=None):
+    """The teacher with query heads (layer -> heads) or MLP neurons (layer -> neurons) removed from its output."""
+    model = copy.deepcopy(teacher)
+    dh = model.config.hidden_size // model.config.num_attention_heads
+    with torch.no_grad():
+        for layer, hs in (heads or {}).items():
+            for h in hs:
+                model.model.layers[layer].self_attn.o_proj.weight[:, h * dh : (h + 1) * dh] = 0
+        for layer, ns in (neurons or {}).items():
+            model.model.layers[layer].mlp.down_proj.weight[:, ns] = 0
+    return model
+
+
+def test_cutting_query_heads_inside_groups_equals_silencing_them():
+    teacher = llama()  # 8 query heads in 2 key-value groups of 4
+    full = full_shape(teacher.config)
+    shape = LMPruneShape(full.num_layers, full.hidden_size, 4, 2, full.intermediate_size)  # 2 heads per group
+    scores = measure_lm_importance(teacher, [ids()], layers_by="spread")
+    student = prune_lm(teacher, shape, scores).eval()
+    keep = student.distillkit_prune_plan
+    dropped = {j: [h for h in range(8) if h not in keep.heads[j]] for j in range(full.num_layers)}
+    for j in range(full.num_layers):
+        assert [h // 4 for h in keep.heads[j]] == [0, 0, 1, 1]  # student heads 0-1 read group 0, 2-3 group 1
+    x = ids(3)
+    with torch.no_grad():
+        expected = _silenced(teacher, heads=dropped)(input_ids=x).logits
+        assert torch.allclose(student(input_ids=x).logits, expected, atol=1e-5)
+
+
+def test_a_whole_key_value_group_goes_with_its_query_heads():
+    teacher = llama()
+    full = full_shape(teacher.config)
+    with torch.no_grad():  # group 0's values (its heads 0-3) nearly vanish in layer 1: the group scores lower there
+        teacher.model.layers[1].self_attn.v_proj.weight[:4] *= 0.01
+    scores = measure_lm_importance(teacher, [ids()], layers_by="spread")
+    student = prune_lm(teacher, LMPruneShape(full.num_layers, full.hidden_size, 4, 1, 64), scores).eval()
+    keep = student.distillkit_prune_plan
+    assert keep.groups[1] == [1] and all(h // 4 == 1 for h in keep.heads[1])
+    assert student.config.num_key_value_heads == 1 and student.model.layers[1].self_attn.k_proj.out_features == 4
+    dropped = {i: [h for h in range(8) if h not in keep.heads[i]] for i in range(full.num_layers)}
+    x = ids(4)
+    with torch.no_grad():  # the kept query heads read the kept group's keys and values, as in the teacher
+        assert torch.allclose(student(input_ids=x).logits, _silenced(teacher, heads=dropped)(input_ids=x).logits,
+                              atol=1e-5)  # fmt: skip
+
+
+def test_cutting_neurons_equals_silencing_them_and_planted_dead_units_score_zero_and_go_first():
+    teacher = llama()
+    full = full_shape(teacher.config)
+    dead_neurons, dead_channels = [5, 17, 40], [3, 30]
+    with torch.no_grad():
+        for layer in teacher.model.layers:
+            layer.mlp.up_proj.weight[dead_neurons] = 0  # act(gate) * 0: the neuron never fires
+            layer.input_layernorm.weight[dead_channels] = 0
+            layer.post_attention_layernorm.weight[dead_channels] = 0
+        teacher.model.norm.weight[dead_channels] = 0  # every norm's output is 0 there
+    scores = measure_lm_importance(teacher, [ids(), ids(5)], layers_by="spread")
+    assert scores.samples == 6
+    assert torch.all(scores.neurons[:, dead_neurons] == 0) and torch.all(scores.neurons.sum(0)[[0, 1, 2]] > 0)
+    assert torch.all(scores.channels[dead_channels] == 0) and (scores.channels > 0).sum() == 32 - 2
+    shape = LMPruneShape(full.num_layers, 30, 8, 2, 61)
+    student = prune_lm(teacher, shape, scores).eval()
+    keep = student.distillkit_prune_plan
+    assert not set(dead_channels) & set(keep.channels.tolist())
+    assert all(not set(dead_neurons) & set(n.tolist()) for n in keep.neurons)
+    full_width = prune_lm(teacher, LMPruneShape(full.num_layers, 32, 8, 2, 61), scores).eval()
+    x = ids(6)
+    with torch.no_grad():  # only dead neurons went: the same function as the teacher
+        assert torch.allclose(full_width(input_ids=x).logits, teacher(input_ids=x).logits, atol=1e-5)
+
+
+def test_a_head_with_zero_values_scores_zero():
+    teacher = llama()
+    with torch.no_grad():  # group 1's values are zero: its four query heads attend to nothing
+        for layer in teacher.model.layers:
+            layer.self_attn.v_proj.weight[4:8] = 0  # heads of width 4
+    scores = measure_lm_importance(teacher, [ids()], layers_by="spread")
+    assert torch.all(scores.heads[:, 4:] == 0) and torch.all(scores.heads[:, :4] > 0)
+
+
+def _idle_layer_teacher():
+    teacher = llama(layers=4)
+    with torch.no_grad():  # layer 2 adds nothing to the residual stream: input = output
+        teacher.model.layers[2].self_attn.o_proj.weight.zero_()
+        teacher.model.layers[2].mlp.down_proj.weight.zero_()
+    return teacher
+
+
+def test_by_cosine_a_layer_that_does_nothing_is_cut_first():
+    teacher = _idle_layer_teacher()
+    scores = measure_lm_importance(teacher, [ids()], layers_by="cosine")
+    assert scores.layers[2] == pytest.approx(0, abs=1e-6) and torch.all(scores.layers[[0, 1, 3]] > 1e-3)
+    student = prune_lm(teacher, LMPruneShape(3, 32, 8, 2, 64), scores).eval()
+    assert student.distillkit_prune_plan.layers == [0, 1, 3]
+    x = ids(7)
+    with torch.no_grad():
+        assert torch.allclose(student(input_ids=x).logits, teacher(input_ids=x).logits, atol=1e-5)
+
+
+def test_by_perplexity_the_layers_whose_removal_costs_most_are_kept():
+    teacher = _idle_layer_teacher()
+    blocks = [ids(), ids(9)]
+    scores = measure_lm_importance(teacher, blocks, layers_by="perplexity")
+    assert scores.layer_perplexity[2] == pytest.approx(scores.base_perplexity, rel=1e-6)  # nothing lost without it
+    with torch.no_grad():  # each entry: the teacher's perplexity with that one layer passed through
+        for i in (0, 3):
+            skipped = copy.deepcopy(teacher)
+            del skipped.model.layers[i]
+            skipped.config.num_hidden_layers = 3
+            for j, layer in enumerate(skipped.model.layers):
+                layer.self_attn.layer_idx = j
+            expected = math.exp(_nll(skipped, blocks, "cpu"))
+            assert scores.layer_perplexity[i] == pytest.approx(expected, rel=1e-5)
+    student = prune_lm(teacher, LMPruneShape(2, 32, 8, 2, 64), scores)
+    ranked = sorted(range(4), key=lambda i: -scores.layer_perplexity[i])
+    assert student.distillkit_prune_plan.layers == sorted(ranked[:2])
+
+
+@pytest.mark.parametrize("make", [llama, tiny_qwen2], ids=["llama", "qwen2"])
+def test_the_parameter_count_has_a_closed_form(make):
+    teacher = make()
+    for shape in (LMPruneShape(2, 24, 4, 2, 40), LMPruneShape(1, 16, 2, 1, 8), full_shape(teacher.config)):
+        student = prune_lm(teacher, shape)
+        assert student.num_parameters() == lm_parameter_count(teacher.config, shape, bias_parts(teacher))
+    assert bias_parts(teacher) == ({"q_proj", "k_proj", "v_proj"} if make is tiny_qwen2 else set())
+
+
+def test_tied_embeddings_stay_tied_and_the_cut_reloads_and_generates_without_distillkit(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    teacher = llama()
+    student = prune_lm(teacher, LMPruneShape(2, 24, 4, 2, 40))
+    assert student.lm_head.weight.data_ptr() == student.model.embed_tokens.weight.data_ptr()
+    student.save_pretrained(tmp_path / "cut")
+    assert (tmp_path / "cut" / "model.safetensors").is_file()
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "cut").eval()
+    assert type(again) is type(teacher) and again.config.head_dim == 4 and again.config.num_key_value_heads == 2
+    x = ids(8)
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids=x).logits, student.eval()(input_ids=x).logits, atol=1e-6)
+    out = again.generate(input_ids=x[:1, :4], max_new_tokens=5, do_sample=False, pad_token_id=2)
+    assert out.shape == (1, 9)
+
+
+def test_qwen2_keeps_its_per_layer_attention_kinds_for_the_kept_layers():
+    teacher = tiny_qwen2()
+    teacher.config.layer_types = ["full_attention", "sliding_attention", "full_attention"]
+    student = prune_lm(teacher, LMPruneShape(2, 32, 4, 2, 64))
+    assert student.distillkit_prune_plan.layers == [0, 2]
+    assert student.config.layer_types == ["full_attention", "full_attention"]
+
+
+def test_shapes_that_break_the_groups_or_exceed_the_teacher_are_refused():
+    teacher = llama()  # 8 heads in 2 groups of 4
+    with pytest.raises(ValueError, match="at most 4 per\\s+group"):
+        prune_lm(teacher, LMPruneShape(3, 32, 5, 1, 64))
+    with pytest.raises(ValueError, match="multiple of the groups"):
+        prune_lm(teacher, LMPruneShape(3, 32, 3, 2, 64))
+    with pytest.raises(ValueError, match="--intermediate_size 65 must be between 1 and the teacher's 64"):
+        prune_lm(teacher, LMPruneShape(3, 32, 8, 2, 65))
+    from .conftest import tiny_bert
+
+    with pytest.raises(ValueError, match="Llama layout"):
+        prune_lm(tiny_bert(), LMPruneShape(1, 16, 2, 1, 16))
