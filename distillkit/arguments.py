@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PRUNE_LAYER_CRITERIA = ("spread", "importance", "perplexity", "cosine")  # the last two: decoder LMs
+
 
 @dataclass
 class ModelArguments:
@@ -27,13 +29,20 @@ class ModelArguments:
     hidden_size: int | None = field(default=None, metadata={"help": "Student width (overrides the preset's)."})
     num_heads: int | None = field(default=None, metadata={"help": "Student attention heads (default width / 64)."})
     intermediate_size: int | None = field(default=None, metadata={"help": "Student FFN width (default 4 x width)."})
+    num_key_value_heads: int | None = field(
+        default=None,
+        metadata={"help": "A decoder student's key-value heads (grouped-query attention; --student pruned cuts query "
+                  "heads inside the kept groups). Default: the teacher's grouping."},
+    )  # fmt: skip
     embedding_size: int | None = field(
         default=None, metadata={"help": "Factorized embeddings of this size (<= width): an ALBERT student."}
     )
     prune_layers: str = field(
         default="spread",
         metadata={"help": "--student pruned: which layers to keep. spread (evenly over the depth, the last included: "
-                  "a first-order score does not predict removing most layers) or importance (the highest scores)."},
+                  "a first-order score does not predict removing most layers) or importance (the highest scores); "
+                  "for a decoder LM also perplexity (keep the layers whose removal costs the most perplexity; its "
+                  "default) or cosine (block influence, 1 - cos of a layer's input and output)."},
     )  # fmt: skip
     prune_samples: int = field(
         default=512,
@@ -90,8 +99,9 @@ class ModelArguments:
         names = self.teacher if isinstance(self.teacher, (list, tuple)) else [self.teacher] if self.teacher else []
         self.teachers = [str(n) for n in names]
         self.teacher = self.teachers[0] if self.teachers else None
-        if self.prune_layers not in ("spread", "importance"):
-            raise ValueError(f"prune_layers must be spread or importance (got {self.prune_layers!r}).")
+        if self.prune_layers not in PRUNE_LAYER_CRITERIA:
+            raise ValueError(f"prune_layers must be one of {', '.join(PRUNE_LAYER_CRITERIA)} (got "
+                             f"{self.prune_layers!r}).")  # fmt: skip
         if self.prune_samples < 1:
             raise ValueError(
                 f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 CACHE_DIR = "teacher_cache"
 LENGTH_SAMPLE = 4000  # training rows whose token lengths choose max_seq_length
 LENGTH_PERCENTILE = 0.99
+LM_PRUNE_BLOCKS = 32  # a decoder's calibration blocks for --student pruned (Minitron used 1,024 on GPUs)
 
 
 @dataclasses.dataclass
@@ -165,6 +166,11 @@ def choose_defaults(recipe: Any) -> list[Choice]:
         lengths = token_lengths(recipe.raw["train"], recipe.tokenizer, recipe.text_column, recipe.pair_column)
         value, why = sequence_length(lengths, lowest[1] if lowest else 512)
         choose("max_seq_length", value, why, target=data_args)
+    if recipe.task_type.chunked_lm_losses and kind == "pruned":
+        choose("prune_layers", "perplexity", "a decoder's layers kept by the perplexity lost without each (measured, "
+               "not estimated: first-order scores chose layers badly on SST-2)", target=model_args)  # fmt: skip
+        choose("prune_samples", LM_PRUNE_BLOCKS, f"{LM_PRUNE_BLOCKS} calibration blocks: one pass for the units and "
+               "one per teacher layer for the perplexity criterion", target=model_args)  # fmt: skip
     cacheable = recipe.task_type.supports("teacher_cache")
     if "teacher_cache" not in given and logits_only(args) and not args.teacher_cache and cacheable:
         path = os.path.join(args.output_dir, CACHE_DIR)

@@ -196,6 +196,7 @@ def make_student(model_args: Any, teacher: Any, seed: int, task_type: TaskType) 
         hidden_size=model_args.hidden_size,
         num_heads=model_args.num_heads,
         intermediate_size=model_args.intermediate_size,
+        num_key_value_heads=model_args.num_key_value_heads,
         embedding_size=model_args.embedding_size,
         share_layers=model_args.share_layers,
         num_hidden_groups=model_args.num_hidden_groups,
@@ -209,6 +210,11 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
     """--student pruned: the teacher cut to the student's shape by importance on the training rows (the teacher's
     tokenization); with validation data, the report has the scores of each cut alone and of the student as cut."""
     model_args, args = recipe.model_args, recipe.args
+    if recipe.task_type.chunked_lm_losses:
+        return prune_lm_student(recipe, teacher_data)
+    if model_args.prune_layers not in ("spread", "importance"):
+        raise ValueError(f"--prune_layers {model_args.prune_layers} measures a decoder LM's layers; an encoder's "
+                         "are chosen by spread or importance.")  # fmt: skip
     announce("pruning", f"scoring the teacher's units on {model_args.prune_samples:,} training rows")
     score = None
     collator = recipe.task_type.data_collator(recipe.tokenizer) or DataCollatorWithPadding(recipe.tokenizer)
@@ -223,6 +229,42 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
         recipe.teacher, recipe.student, teacher_data["train"], collator,
         model_args.prune_samples, evaluate=score, layers_by=model_args.prune_layers,
     )  # fmt: skip
+    logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
+    return student, report
+
+
+def prune_lm_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
+    """--student pruned for a decoder LM: the teacher cut by activation importance on the first --prune_samples
+    training blocks; with validation text, the report has the perplexity of the teacher, of each cut alone and of
+    the whole cut before training (`students/prune_lm.py`)."""
+    from .students.prune_lm import measure_lm_importance, prune_lm_report
+
+    model_args, args = recipe.model_args, recipe.args
+    if model_args.prune_layers == "importance":
+        raise ValueError("--prune_layers importance is the encoders' first-order score; a decoder LM's layers are "
+                         "chosen by perplexity (the default), cosine or spread.")  # fmt: skip
+    train = teacher_data["train"]
+    import torch
+
+    rows = list(train["input_ids"][: model_args.prune_samples])
+    by_length: dict[int, list[Any]] = {}
+    for ids in rows:  # blocks of one length batch together (the last block of a text may be shorter)
+        by_length.setdefault(len(ids), []).append(ids)
+    batch = max(1, args.per_device_eval_batch_size)
+    blocks = [torch.tensor(group[i : i + batch]) for group in by_length.values() for i in range(0, len(group), batch)]
+    announce("pruning", f"scoring the teacher's heads, neurons, channels and layers ({model_args.prune_layers}) on "
+             f"{len(rows):,} training blocks")  # fmt: skip
+    scores = measure_lm_importance(recipe.teacher, blocks, layers_by=model_args.prune_layers)
+    score = None
+    if "validation" in teacher_data and model_args.prune_eval:
+        collator = recipe.task_type.data_collator(recipe.tokenizer)
+
+        def score(model: Any) -> dict[str, float]:
+            metrics = evaluate_model(model, recipe.tokenizer, teacher_data["validation"], args, recipe.compute_metrics,
+                                     data_collator=collator)  # fmt: skip
+            return {k.removeprefix("eval_"): round(v, 4) for k, v in score_items(metrics)}
+
+    student, report = prune_lm_report(recipe.teacher, recipe.student.config, scores, evaluate=score)
     logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
     return student, report
 

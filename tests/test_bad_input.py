@@ -172,6 +172,13 @@ CASES += [
     ("causal-lm: completions cut away", {**LM, "--train_file": "{long_prompt_jsonl}", "--block_size": "4"},
      r"every completion is cut away by --block_size 4 \(the longest prompt has 6 tokens\)"),
     ("causal-lm: a text file without text", {**LM, "--train_file": "{blank_txt}"}, r"holds no text"),
+    ("causal-lm: a pruned GPT-2", {**LM, "--student": "pruned", **NO_SHAPE}, r"cannot prune a GPT2LMHeadModel: "
+     r"distillkit cuts decoders of the Llama layout"),
+    ("causal-lm: pruned heads across key-value groups", {**LM, "--teacher": "{llama_lm}", "--student": "pruned",
+     "--num_heads": "3", "--num_key_value_heads": "2", "--num_layers": None, "--hidden_size": None},
+     r"--num_heads 3 with --num_key_value_heads 2: query heads are cut inside key-value groups"),
+    ("causal-lm: an encoder's layer score", {**LM, "--teacher": "{llama_lm}", "--student": "pruned", **NO_SHAPE,
+     "--prune_layers": "importance"}, r"--prune_layers importance is the encoders' first-order score"),
     ("causal-lm: a trimmed vocabulary", {**LM, "--trim_vocab": "true"}, r"not supported for task type 'causal-lm': "
      r"a trimmed language model cannot emit the words it lost"),
 ]  # fmt: skip
@@ -227,7 +234,12 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     (tmp / "numbered.jsonl").write_text('{"tokens": ["w1", "w2", "w3"], "ner_tags": [1, 2, 0]}\n')
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from .lm_fixtures import counting_text, lm_tokenizer, write_text
+    from .lm_fixtures import counting_text, lm_tokenizer, tiny_llama, write_text
+
+    llama = tiny_llama(layers=1)  # 4 query heads in 2 key-value groups
+    llama.config.architectures = ["LlamaForCausalLM"]
+    llama.save_pretrained(tmp / "llama_lm")
+    lm_tokenizer(tmp / "llama_lm")
 
     lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
     lm.config.architectures = ["GPT2LMHeadModel"]
@@ -269,7 +281,7 @@ def inputs(tmp_path_factory, trained_teacher_dir):
     return {
         "tagger": tmp / "tagger", **{f"{k}_conll": v for k, v in conll.items()},
         "numbered_jsonl": tmp / "numbered.jsonl", "gpt2_lm": tmp / "gpt2_lm", "t5_lm": tmp / "t5_lm",
-        "lm_txt": tmp / "lm.txt", "no_completion_jsonl": tmp / "no_completion.jsonl",
+        "llama_lm": tmp / "llama_lm", "lm_txt": tmp / "lm.txt", "no_completion_jsonl": tmp / "no_completion.jsonl",
         "long_prompt_jsonl": tmp / "long_prompt.jsonl",
         "span_teacher": tmp / "span_teacher", **squads,
         "base_teacher": tmp / "base", "tmp": tmp, "train": train, "empty": tmp / "empty.tsv",

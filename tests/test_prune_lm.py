@@ -6,6 +6,7 @@ reloads without distillkit and generates."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -226,3 +227,40 @@ def test_shapes_that_break_the_groups_or_exceed_the_teacher_are_refused():
 
     with pytest.raises(ValueError, match="Llama layout"):
         prune_lm(tiny_bert(), LMPruneShape(1, 16, 2, 1, 16))
+
+
+def test_a_pruned_decoder_run_cuts_by_activations_reports_perplexities_and_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from distillkit import parse_args
+    from distillkit.recipe import run
+
+    from .lm_fixtures import counting_text, lm_tokenizer, tiny_llama, train_lm, write_text
+
+    tokenizer = lm_tokenizer(tmp_path / "teacher")
+    teacher = train_lm(tiny_llama(layers=3), tokenizer, counting_text(200, 0), steps=60)
+    teacher.save_pretrained(tmp_path / "teacher")
+    train = write_text(tmp_path / "train.txt", counting_text(150, 3))
+    valid = write_text(tmp_path / "valid.txt", counting_text(30, 4))
+    flags = ["--teacher", str(tmp_path / "teacher"), "--student", "pruned", "--num_layers", "2", "--hidden_size",
+             "24", "--num_heads", "2", "--num_key_value_heads", "1", "--intermediate_size", "32", "--train_file",
+             str(train), "--validation_file", str(valid), "--output_dir", str(tmp_path / "out"), "--max_steps", "3",
+             "--block_size", "16", "--report_to", "none", "--use_cpu", "true"]  # fmt: skip
+    result = run(*parse_args(flags))
+    assert math.isfinite(result.metrics["eval_perplexity"])
+    report = json.loads((tmp_path / "out" / "prune_report.json").read_text())
+    assert report["layers_chosen_by"] == "perplexity" and len(report["layer_perplexity_without"]) == 3
+    assert report["samples"] > 0 and len(report["layers_kept"]) == 2
+    assert set(report["pruned_alone"]) == {"num_layers", "hidden_size", "heads", "intermediate_size"}
+    for scores in (report["teacher_score"], report["student_score_before_training"], *report["pruned_alone"].values()):
+        assert scores["perplexity"] > 1
+    assert report["student"]["parameters"] == lm_parameter_count(
+        teacher.config, LMPruneShape(2, 24, 2, 1, 32), bias_parts(teacher)
+    )
+    recipe = (tmp_path / "out" / "distillkit_recipe.yaml").read_text()
+    assert "prune_layers: perplexity" in recipe and "num_key_value_heads: 1" in recipe
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert student.config.num_key_value_heads == 1 and student.config.hidden_size == 24
+    assert student.config.head_dim == teacher.config.head_dim
+    out = student.generate(input_ids=torch.tensor([[4, 5, 6]]), max_new_tokens=4, do_sample=False, pad_token_id=2)
+    assert out.shape == (1, 7)

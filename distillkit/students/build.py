@@ -14,6 +14,7 @@ from ..loading import load_student, model_class
 from .init import cut_teacher, init_embeddings, init_shared_layers, log_notes
 from .presets import KNOWN_SPECS, PRESETS, StudentShape, resolve_shape
 from .prune import PruneShape, prune
+from .prune_lm import LMPruneShape, check_lm_layout, full_shape, is_decoder_lm, prune_lm
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def build_student(
     init_from_teacher: bool = True,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    num_key_value_heads: int | None = None,
 ) -> PreTrainedModel:
     """Build (or load) the student named by `spec`, with the teacher's vocabulary and head.
 
@@ -83,11 +85,12 @@ def build_student(
             intermediate = 4 x width), whose fields num_layers / hidden_size / num_heads / intermediate_size
             override; "custom": an explicit shape from num_layers and hidden_size (and optionally heads and
             intermediate size); "teacher:K": the teacher's own architecture and width with K of its layers;
-            "pruned": the teacher cut to the given shape (see `students/prune.py`); anything else: a local
-            directory or hub name to load.
+            "pruned": the teacher cut to the given shape (see `students/prune.py`; a decoder LM:
+            `students/prune_lm.py`); anything else: a local directory or hub name to load.
         teacher: the (fine-tuned) teacher model.
         task_type: the `TaskType` whose head the student gets (`distillkit.get_task_type(name)`).
         num_layers, hidden_size, num_heads, intermediate_size: the student's shape (override a preset's).
+        num_key_value_heads: a decoder student's key-value heads (pruned; default the teacher's grouping).
         embedding_size: factorized embeddings (vocab -> embedding_size -> hidden_size), <= hidden_size.
         share_layers: ALBERT-style cross-layer sharing; num_hidden_groups: one set of weights per group.
         init_from_teacher: start from the teacher's weights where shapes allow (layers for teacher:K, embeddings
@@ -107,6 +110,16 @@ def build_student(
                 "offered for it yet; leave out --embedding_size and --share_layers."
             )
         c = teacher.config
+        if getattr(task_type, "chunked_lm_losses", False) or is_decoder_lm(teacher):
+            check_lm_layout(teacher)  # the first units here; the pipeline cuts again by activations on the text
+            full = full_shape(c)
+            heads = num_heads or full.num_heads
+            kv = num_key_value_heads or max(1, heads // (full.num_heads // full.num_key_value_heads))
+            shape = LMPruneShape(num_layers or full.num_layers, hidden_size or full.hidden_size, heads, kv,
+                                 intermediate_size or full.intermediate_size)  # fmt: skip
+            student = prune_lm(teacher, shape)
+            student.distillkit_init_notes = log_notes(student.distillkit_init_notes)
+            return student
         shape = PruneShape(num_layers or c.num_hidden_layers, num_heads or c.num_attention_heads,
                            hidden_size or c.hidden_size, intermediate_size or c.intermediate_size)  # fmt: skip
         student = prune(teacher, shape)  # the first units; the pipeline cuts again by importance on the task's data
@@ -154,6 +167,12 @@ def build_student(
     )
     own = task_type.student_config(spec, shape, teacher.config)  # a language model: the teacher's architecture
     if own is not None:
+        if num_key_value_heads is not None:
+            if not hasattr(own, "num_key_value_heads") or own.num_attention_heads % num_key_value_heads:
+                raise ValueError(f"--num_key_value_heads {num_key_value_heads} must divide the student's "
+                                 f"{own.num_attention_heads} heads (grouped-query attention; a "
+                                 f"{type(teacher).__name__} student).")  # fmt: skip
+            own.num_key_value_heads = num_key_value_heads
         student = type(teacher)(own)
         student.distillkit_init_notes = log_notes([f"{type(teacher).__name__} at the custom shape, randomly "
                                                    "initialised"])  # fmt: skip

@@ -79,7 +79,7 @@ def _has(module: nn.Module, path: str) -> bool:
         return False
 
 
-def _check_layout(model: nn.Module) -> None:
+def check_lm_layout(model: nn.Module) -> None:
     if not is_decoder_lm(model):
         raise ValueError(
             f"cannot prune a {type(model).__name__}: distillkit cuts decoders of the Llama layout (Llama, SmolLM, "
@@ -101,7 +101,7 @@ def full_shape(config: Any) -> LMPruneShape:
 def check_lm_shape(teacher: nn.Module, shape: LMPruneShape) -> None:
     """No dimension above the teacher's; query heads a whole multiple of the key-value heads, no more per group
     than the teacher has."""
-    _check_layout(teacher)
+    check_lm_layout(teacher)
     full = full_shape(teacher.config)
     for name, limit in full.__dict__.items():
         value = getattr(shape, name)
@@ -254,6 +254,48 @@ def lm_parameter_count(teacher_config: Any, shape: LMPruneShape, biases: set[str
     return embeddings + shape.num_layers * layer + d
 
 
+def prune_lm_report(teacher: nn.Module, student_config: Any, scores: LMImportance,
+                    evaluate: Any = None) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """Cut `teacher` to `student_config`'s shape by `scores`; returns (the student, what `prune_report.json` holds:
+    the shapes, the criteria, what was kept and the scores; with `evaluate(model) -> metrics`, the teacher's, each
+    dimension's cut alone and the whole cut's before training)."""
+    shape = full_shape(student_config)
+    student = prune_lm(teacher, shape, scores)
+    keep, full = student.distillkit_prune_plan, full_shape(teacher.config)
+    report: dict[str, Any] = {
+        "teacher": {**full.__dict__, "head_dim": head_dim(teacher.config), "parameters": teacher.num_parameters()},
+        "student": {**shape.__dict__, "head_dim": head_dim(teacher.config), "parameters": student.num_parameters()},
+        "criterion": "activations on calibration blocks of the training text (Minitron): per query head the L2 norm "
+        "of its attention output, per key-value group the sum of its heads, per MLP neuron |act(gate) * up|, per "
+        "channel |RMSNorm output| over every norm; mean over positions, L2 over blocks",
+        "layers_chosen_by": scores.layers_by,
+        "samples": scores.samples,
+        "calibration_perplexity": round(scores.base_perplexity, 4) if scores.base_perplexity else None,
+        "layers_kept": [i + 1 for i in keep.layers],
+        "layer_scores": [round(float(v), 6) for v in scores.layers],
+        "layer_perplexity_without": [round(v, 4) for v in scores.layer_perplexity] or None,
+        "groups_kept": {str(i + 1): g for i, g in zip(keep.layers, keep.groups)},
+        "heads_kept": {str(i + 1): h for i, h in zip(keep.layers, keep.heads)},
+        "channels_kept": keep.channels.tolist(),
+        "head_scores": [[round(float(v), 5) for v in row] for row in scores.heads],
+        "notes": student.distillkit_init_notes,
+    }
+    if evaluate is not None:
+        report["teacher_score"] = evaluate(teacher)
+        report["pruned_alone"] = {}
+        alone_shapes = {"num_layers": {"num_layers": shape.num_layers},
+                        "hidden_size": {"hidden_size": shape.hidden_size},
+                        "heads": {"num_heads": shape.num_heads, "num_key_value_heads": shape.num_key_value_heads},
+                        "intermediate_size": {"intermediate_size": shape.intermediate_size}}  # fmt: skip
+        for name, change in alone_shapes.items():
+            alone = LMPruneShape(**{**full.__dict__, **change})
+            if alone == full:
+                continue
+            report["pruned_alone"][name] = evaluate(prune_lm(teacher, alone, scores).eval())
+        report["student_score_before_training"] = evaluate(student.eval())
+    return student, report
+
+
 # -- importance -------------------------------------------------------------------------------------------------
 
 
@@ -268,7 +310,7 @@ def measure_lm_importance(teacher: nn.Module, blocks: list[Tensor], layers_by: s
     position counts), and the layers' scores by `layers_by` (module docstring)."""
     if layers_by not in LAYER_CRITERIA:
         raise ValueError(f"prune_layers for a language model must be one of {LAYER_CRITERIA} (got {layers_by!r}).")
-    _check_layout(teacher)
+    check_lm_layout(teacher)
     full = full_shape(teacher.config)
     dh, layers = head_dim(teacher.config), teacher.model.layers
     sums = {"heads": torch.zeros(full.num_layers, full.num_heads), "channels": torch.zeros(full.hidden_size),
@@ -352,5 +394,5 @@ def _nll(model: nn.Module, blocks: list[Tensor], device: Any, skip: int | None =
     return total / max(count, 1)
 
 
-__all__ = ["LMImportance", "LMPruneShape", "bias_parts", "is_decoder_lm", "lm_parameter_count",
-           "measure_lm_importance", "prune_lm"]  # fmt: skip
+__all__ = ["LMImportance", "LMPruneShape", "bias_parts", "check_lm_layout", "is_decoder_lm", "lm_parameter_count",
+           "measure_lm_importance", "prune_lm", "prune_lm_report"]  # fmt: skip

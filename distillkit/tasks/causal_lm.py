@@ -98,7 +98,7 @@ class CausalLM(TaskType):
     architecture_suffix = "ForCausalLM"
     pipeline_tag = "text-generation"
     head_description = "language-model"
-    features = frozenset({"presets", "teacher_layers", "teacher_cache"})
+    features = frozenset({"presets", "teacher_layers", "teacher_cache", "pruning"})
     per_token = True
     shared_vocabulary = True  # padded embedding rows and added tokens: compared over the ids both have
     chunked_lm_losses = True  # the trainer computes the losses from hidden states in chunks (losses/lm.py)
@@ -295,8 +295,6 @@ class CausalLM(TaskType):
     higher_is_better = False  # perplexity: retention is the teacher's over the student's
 
     instead = {
-        "pruning": "structured pruning of decoder LMs is the next step (issue: Minitron-style students); use "
-        "--student teacher:K or custom",
         "layer_sharing": "ALBERT-style sharing and factorized embeddings build ALBERT encoders, not decoders; use "
         "--student teacher:K or custom",
         "vocab_trimming": "a trimmed language model cannot emit the words it lost; keep the teacher's vocabulary",
