@@ -13,7 +13,8 @@ or a recipe, only the fields that neither set, each with its reason, from the SS
 - alpha 0.9 when there are gold labels: every student recipe;
 - max_seq_length: the 99th percentile of the training text's token lengths, rounded up to 8, within the models'
   positions (the recipes set 64 for SST-2 by hand);
-- teacher_cache: `<output_dir>/teacher_cache` when every loss reads only the teacher's logits.
+- teacher_cache: `<output_dir>/teacher_cache` when every loss reads only the teacher's logits;
+- a decoder LM cut from the teacher (`pruned`): its layers by perplexity, on 32 calibration blocks.
 
 A student cut from the teacher (`pruned`) gets the rate of new layers of its width: the benchmark's pruned rows ran
 the tiny / tinybert4 recipes.
