@@ -175,6 +175,9 @@ def render_card(info: dict[str, Any], template: str = TEMPLATE) -> ModelCard:
         exports=info.get("exports"),
         exports_metric=info.get("exports_metric", "metric"),
         exports_note=info.get("exports_note", ""),
+        lm_exports=info.get("lm_exports"),
+        lm_exports_note=info.get("lm_exports_note", ""),
+        lm_int8_snippet=info.get("lm_int8_snippet", ""),
         samples=info.get("samples") or [],
     )
 

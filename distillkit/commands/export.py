@@ -25,7 +25,7 @@ from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.glue import GLUE_TASKS, glue_key
 from distillkit.export import export_int8, export_onnx, input_names, torch_runner
-from distillkit.hub import CARD_INFO, RECIPE_FILE, read_card_info, write_card
+from distillkit.hub import CARD_INFO, RECIPE_FILE, load_target, read_card_info, write_card
 from distillkit.latency import dir_size_mb, latency_ms
 from distillkit.recipes import load_recipe
 from distillkit.tasks import TARGET_COLUMNS, resolve_task_type
@@ -51,6 +51,50 @@ def _stack(arrays: list[np.ndarray], fill: float) -> np.ndarray:
         arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
                   for a in arrays]  # fmt: skip
     return np.concatenate(arrays)
+
+
+def export_decoder(opts: argparse.Namespace, setting: dict, recipe: dict, task_type: object) -> list[dict]:
+    """`--int8` for a causal LM (`distillkit/lm_export.py`): perplexity and generation speed of the teacher, the
+    student and their dynamically quantized copies; ONNX is refused with the reason."""
+    from distillkit.lm_export import INT8_SNIPPET, export_lm
+
+    if opts.onnx:
+        task_type.check_features(["onnx_export"])
+    directory = opts.student_dir
+    files = SimpleNamespace(train_file=None, validation_file=setting["validation_file"],
+                            text_column=setting["text_column"], block_size=recipe.get("block_size"),
+                            max_seq_length=setting["max_seq_length"], completion_only_loss=True)  # fmt: skip
+    raw = task_type.read_data(files)
+    split = raw["validation"] if "validation" in raw else raw["train"]
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    auto = task_type.auto_model_class()
+    student = auto.from_pretrained(directory).eval()
+    blocks = task_type.encode(DatasetDict(validation=split), tokenizer, student.config, task_type.block_size or 512,
+                              False)["validation"]  # fmt: skip
+    blocks = blocks.select(range(min(opts.max_eval_samples, len(blocks))))
+    column = "text" if "text" in split.column_names else split.column_names[0]
+    prompts = [str(t) for t in split[column][:5]]
+    teacher_dir = setting["teacher"]
+    if os.path.isdir(os.path.join(directory, "teacher")) and not opts.teacher:
+        teacher_dir = os.path.join(directory, "teacher")
+    teacher = None
+    if teacher_dir and os.path.isdir(teacher_dir):
+        teacher = (auto.from_pretrained(teacher_dir).eval(), os.path.join(teacher_dir, "model.safetensors"))
+    rows = export_lm(directory, student, tokenizer, blocks, prompts, teacher, opts.int8)
+    header = ("variant", "parameters", "perplexity", "gen tokens/s", "ms/token", "ppl vs fp32", "speed-up vs fp32")
+    print(text_table(header, [(r["name"], f"{r['parameters']:,}", f"{r['perplexity']:.3f}",
+                               f"{r['generation_tokens_per_s']:.1f}", f"{r['generation_ms_per_token']:.1f}",
+                               str(r.get("perplexity_vs_fp32", "")), str(r.get("speedup_vs_fp32", "")))
+                              for r in rows]))  # fmt: skip
+    note = (f"Measured by `{command_name('export')}`: perplexity on {len(blocks)} validation blocks; greedy generation "
+            f"at batch 1 with the KV cache, {rows[0]['generation_new_tokens']} new tokens after prompts of up to 32, "
+            f"median of {rows[0]['generation_prompts']} prompts, {torch.get_num_threads()} CPU threads.")  # fmt: skip
+    print(note)
+    if os.path.isfile(os.path.join(directory, CARD_INFO)):
+        info = read_card_info(directory)
+        snippet = INT8_SNIPPET.format(repo=load_target(info))
+        write_card(directory, {**info, "lm_exports": rows, "lm_exports_note": note, "lm_int8_snippet": snippet})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -87,6 +131,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     max_len = setting["max_seq_length"] or 128
 
     task_type = resolve_task_type(recipe.get("task_type"), AutoConfig.from_pretrained(directory))
+    if task_type.chunked_lm_losses:  # a decoder: perplexity and generation speed, the int8 decoder (lm_export)
+        return export_decoder(opts, setting, recipe, task_type)
     if opts.int8 or opts.onnx:
         task_type.check_features(["onnx_export"])
     tokenizer = AutoTokenizer.from_pretrained(directory)

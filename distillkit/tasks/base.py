@@ -30,7 +30,7 @@ FEATURES: dict[str, str] = {
     "--minilm_weight, --intermediate_epochs)",
     "teacher_stage": "fine-tuning a teacher that has no trained head (--finetune_teacher auto|always)",
     "lora_teacher": "a LoRA teacher stage (--teacher_lora_r)",
-    "onnx_export": "ONNX and int8 exports (distillkit export)",
+    "onnx_export": "an ONNX export (distillkit export --onnx; encoders: --int8 too)",
 }
 
 

@@ -307,5 +307,6 @@ class CausalLM(TaskType):
         "teacher_stage": "a language model is its own trained head: give a causal LM teacher (a base encoder cannot "
         "be fine-tuned into one here)",
         "lora_teacher": "fine-tune the teacher outside distillkit (no teacher stage for language models)",
-        "onnx_export": "ONNX and int8 exports of decoders (with their KV cache) are not offered yet",
+        "onnx_export": "an ONNX graph of a decoder without its KV cache would generate slowly, and one with it is not "
+        "offered yet; `distillkit export DIR --int8` measures the dynamically quantized decoder instead",
     }

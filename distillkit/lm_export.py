@@ -1,0 +1,100 @@
+"""`distillkit export DIR --int8` for a causal language model: the decoder with every `nn.Linear` dynamically
+quantized to int8 (`torch.ao`), measured beside the float student and the teacher: validation perplexity (the same
+blocks for every variant) and greedy generation at batch 1 with the KV cache (tokens per second, ms per token).
+
+The int8 decoder is not written as a file: dynamic quantization is a deterministic transformation of the float
+weights at load time (a two-line snippet, on the card), and the alternatives are a pickle (`torch.save` of the
+quantized module) or a TorchScript trace, which drops the KV cache that makes generation fast. ONNX exports of
+decoders are refused for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .export import quantize_int8
+from .latency import dir_size_mb, generation_speed
+
+INT8_SNIPPET = """import torch
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained("{repo}").eval()
+int8 = torch.ao.quantization.quantize_dynamic(model, {{torch.nn.Linear}}, dtype=torch.qint8)"""
+
+
+@torch.no_grad()
+def block_perplexity(model: nn.Module, dataset: Any, batch_size: int = 8) -> float:
+    """exp of the mean next-token NLL over every counted token (labels != -100) of `dataset`'s blocks, each block
+    scored on its own (stride = block), as the trainer's evaluation does."""
+    model.eval()
+    total, count = 0.0, 0
+    rows = list(zip(dataset["input_ids"], dataset["labels"]))
+    by_length: dict[int, list[tuple[list[int], list[int]]]] = {}
+    for ids, labels in rows:
+        by_length.setdefault(len(ids), []).append((ids, labels))
+    for group in by_length.values():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            ids = torch.tensor([c[0] for c in chunk])
+            labels = torch.tensor([c[1] for c in chunk])[:, 1:]
+            logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+            nll = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")
+            total += float(nll)
+            count += int((labels != -100).sum())
+    if not count:
+        raise ValueError("the validation text has no counted token: give text to measure perplexity on.")
+    return math.exp(total / count)
+
+
+def measure_decoder(name: str, model: nn.Module, tokenizer: Any, dataset: Any, prompts: list[str],
+                    path: str | None) -> dict[str, Any]:  # fmt: skip
+    print(f"measure: {name}, perplexity on {len(dataset):,} blocks, then greedy generation at batch 1", flush=True)
+    row = {
+        "name": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "size_mb": dir_size_mb(path) if path else None,
+        "perplexity": round(block_perplexity(model, dataset), 4),
+    }
+    row.update(generation_speed(model, tokenizer, prompts))
+    return row  # fmt: skip
+
+
+def export_lm(directory: str, student: nn.Module, tokenizer: Any, dataset: Any, prompts: list[str],
+              teacher: tuple[nn.Module, str] | None, int8: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows: teacher (when given), student, and with `int8` the quantized student (and teacher); written to
+    `exports.json`. Perplexity ratios are against the float model of the same name."""
+    rows = []
+    models = []
+    if teacher is not None:
+        models.append(("teacher", teacher[0], teacher[1]))
+    models.append(("student", student, os.path.join(directory, "model.safetensors")))
+    for name, model, path in models:
+        rows.append(measure_decoder(name, model, tokenizer, dataset, prompts, path))
+        if int8:
+            print(f"export: dynamic int8 {name} (torch.ao, every nn.Linear) ...", flush=True)
+            quantized = quantize_int8(_float_copy(model))
+            row = measure_decoder(f"{name} int8", quantized, tokenizer, dataset, prompts, None)
+            base = rows[-1]
+            row["parameters"] = base["parameters"]  # the same weights, stored in int8 (not nn.Parameters any more)
+            row["perplexity_vs_fp32"] = round(row["perplexity"] / base["perplexity"], 4)
+            row["speedup_vs_fp32"] = round(row["generation_tokens_per_s"] / base["generation_tokens_per_s"], 2)
+            rows.append(row)
+    with open(os.path.join(directory, "exports.json"), "w", encoding="utf-8") as f:
+        json.dump({"task_type": "causal-lm", "threads": torch.get_num_threads(), "blocks": len(dataset),
+                   "rows": rows}, f, indent=2)  # fmt: skip
+    return rows
+
+
+def _float_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).float().eval()
+
+
+__all__ = ["INT8_SNIPPET", "block_perplexity", "export_lm"]
