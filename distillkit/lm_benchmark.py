@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
+from .export import quantize_int8
 from .latency import generation_speed
+from .lm_export import _float_copy, block_perplexity
 from .recipe_benchmark import RecipeBench
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import machine
@@ -48,7 +50,21 @@ class LMBench(RecipeBench):
 
     def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
                    length: int) -> dict[str, Any]:  # fmt: skip
-        return generation_speed(model, tokenizer, texts[:PROBE_PROMPTS])
+        """Greedy generation at batch 1, fp32 and int8 (every nn.Linear dynamically quantized)."""
+        speed = generation_speed(model, tokenizer, texts[:PROBE_PROMPTS])
+        int8 = generation_speed(quantize_int8(_float_copy(model)), tokenizer, texts[:PROBE_PROMPTS])
+        return {**speed, "int8_generation_tokens_per_s": int8["generation_tokens_per_s"]}
+
+    def latencies(self, model: Any, tokenizer: Any, recipe: Any) -> dict[str, Any]:
+        """Generation speeds, and the int8 copy's perplexity on the run's validation blocks (the fp32 one is the
+        run's score)."""
+        record = super().latencies(model, tokenizer, recipe)
+        data = getattr(recipe, "data", None) or recipe.teacher_data
+        if "validation" in data:
+            record["int8_perplexity"] = round(
+                block_perplexity(quantize_int8(_float_copy(model)), data["validation"]), 4
+            )
+        return record
 
     def cache_key_extra(self, model_args: Any, data_args: Any, args: Any) -> list[Any]:
         return [data_args.block_size, args.cache_top_k, args.temperature]
@@ -56,6 +72,11 @@ class LMBench(RecipeBench):
 
 def _mean_std(values: list[float], digits: int = 3) -> tuple[float, float | None]:
     return round(statistics.mean(values), digits), round(statistics.stdev(values), digits) if len(values) > 1 else None
+
+
+def _median(group: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in group if r.get(key) is not None]
+    return round(statistics.median(values), 3) if values else None
 
 
 def lm_rows(teacher: dict[str, Any], runs: list[dict[str, Any]], baselines: dict[str, str]) -> list[dict[str, Any]]:
@@ -84,6 +105,8 @@ def lm_rows(teacher: dict[str, Any], runs: list[dict[str, Any]], baselines: dict
             if any(r.get("train_s") for r in group)
             else None,
             generation_tokens_per_s=round(statistics.median(r["generation_tokens_per_s"] for r in group), 2),
+            int8_generation_tokens_per_s=_median(group, "int8_generation_tokens_per_s"),
+            int8_perplexity=_median(group, "int8_perplexity"),
         )
         row["generation_speedup"] = round(row["generation_tokens_per_s"] / teacher["generation_tokens_per_s"], 2)
         if first.get("train_tokens") and row["train_s"]:
@@ -121,7 +144,8 @@ def lm_markdown(rows: list[dict[str, Any]], header: str) -> str:
         return "" if v is None else fmt.format(v)
 
     head = ["model", "variant", "soft loss", "params", "perplexity", "retained %", "gain over CE (ppl)", "seeds",
-            "next-token acc %", "gen tok/s", "train tokens", "train tok/s", "cache"]  # fmt: skip
+            "next-token acc %", "gen tok/s", "int8 tok/s", "int8 ppl", "train tokens", "train tok/s",
+            "cache"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         losses = r.get("losses") or {}
@@ -136,7 +160,8 @@ def lm_markdown(rows: list[dict[str, Any]], header: str) -> str:
         cells = [r["name"], r["variant"], soft, f"{r['parameters'] / 1e6:.1f}M", ppl,
                  num(100 * r["retained"], "{:.1f}"), gain, str(r.get("seeds", 1)),
                  num(None if acc is None else 100 * acc, "{:.1f}"),
-                 num(r.get("generation_tokens_per_s"), "{:.1f}"), num(r.get("train_tokens"), "{:,}"),
+                 num(r.get("generation_tokens_per_s"), "{:.1f}"), num(r.get("int8_generation_tokens_per_s"), "{:.1f}"),
+                 num(r.get("int8_perplexity")), num(r.get("train_tokens"), "{:,}"),
                  num(r.get("train_tokens_per_s"), "{:.0f}"), cache]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(lm_verdicts(rows)) + "\n"

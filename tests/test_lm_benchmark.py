@@ -198,6 +198,8 @@ def test_the_lm_benchmark_writes_perplexity_rows_with_generation_speed(lm_bench)
     runs = {(r["name"], r["variant"]): r for r in data["runs"]}
     assert set(runs) == {("layers1-kd", "kd"), ("layers1-kd", "baseline"), ("layers1-reverse-kl", "kd"),
                          ("layers1-live", "kd")}  # fmt: skip
+    for run in [*runs.values(), teacher]:
+        assert run["int8_generation_tokens_per_s"] > 0 and run["int8_perplexity"] > 1.0  # the int8 copy's
     for run in runs.values():
         assert run["generation_tokens_per_s"] > 0 and run["steps"] == 3
         assert run["train_tokens"] == 3 * 4 * 15  # 3 steps of 4 blocks, 15 predicted tokens a block of 16
@@ -214,7 +216,7 @@ def test_the_lm_benchmark_writes_perplexity_rows_with_generation_speed(lm_bench)
     )
     assert rows[("layers1-reverse-kl", "kd")]["kd_gain"] is not None  # paired with the shared baseline
     table = (out / "results.md").read_text()
-    assert "| layers1-reverse-kl | kd | reverse_kl |" in table and "Targets:" in table
+    assert "| layers1-reverse-kl | kd | reverse_kl |" in table and "Targets:" in table and "int8 ppl" in table
     assert "perplexity" in result.stdout and "written:" in result.stdout
 
 
