@@ -172,13 +172,8 @@ def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: lis
     from .commands.results import portable
 
     bench = LMBench(plan, cli)
-    bench.out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    teacher = bench.teacher()
-    runs = bench.students(cli.only)
-    if cli.remeasure_latency:
-        bench.remeasure_latency(teacher, runs, everything=True)
-    baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
+    teacher, runs, baselines = bench.run_plan()
     rows = lm_rows(teacher, runs, baselines)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and not cli.use_cpu else "CPU"
     header = (

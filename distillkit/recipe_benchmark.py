@@ -303,6 +303,17 @@ class RecipeBench:
             del model
             gc.collect()
 
+    def run_plan(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
+        """The teacher and every student run (done now, or read when finished before), timed again on request;
+        with the plan's shared baselines (student name -> the student whose baseline it is compared with)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        teacher = self.teacher()
+        runs = self.students(self.cli.only)
+        if self.cli.remeasure_latency:
+            self.remeasure_latency(teacher, runs, everything=True)
+        students = self.plan["students"]
+        return teacher, runs, {s["name"]: s["baseline"] for s in students if isinstance(s.get("baseline"), str)}
+
     def students(self, only: list[str] | None) -> list[dict[str, Any]]:
         records = []
         for spec in self.plan["students"]:
@@ -324,13 +335,8 @@ def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command:
     """Run the plan (or, with --report_only, read what is done); write results.json, results.md and results.svg
     into --out. Returns (the output folder, the table's rows)."""
     bench = RecipeBench(plan, cli)
-    bench.out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    teacher = bench.teacher()
-    runs = bench.students(cli.only)
-    if cli.remeasure_latency:
-        bench.remeasure_latency(teacher, runs, everything=True)
-    baselines = {s["name"]: s["baseline"] for s in plan["students"] if isinstance(s.get("baseline"), str)}
+    teacher, runs, baselines = bench.run_plan()
     rows = summarize(teacher, runs, baselines)
     for row, spec in ((r, s) for r in rows for s in plan["students"] if s["name"] == r["name"]):
         row["anchor"] = row.get("anchor") or spec.get("anchor")

@@ -46,13 +46,7 @@ def check_shape(teacher: nn.Module, shape: PruneShape) -> None:
     config = teacher.config
     limits = {"num_layers": config.num_hidden_layers, "num_heads": config.num_attention_heads,
               "hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size}  # fmt: skip
-    for name, limit in limits.items():
-        value = getattr(shape, name)
-        if not 1 <= value <= limit:
-            raise ValueError(
-                f"a pruned student keeps part of the teacher: --{name} {value} must be between 1 and the teacher's "
-                f"{limit}."
-            )
+    check_limits(shape, limits)
     teacher_head_dim = config.hidden_size // config.num_attention_heads
     if shape.hidden_size % shape.num_heads or shape.head_dim > teacher_head_dim:
         raise ValueError(
@@ -61,6 +55,17 @@ def check_shape(teacher: nn.Module, shape: PruneShape) -> None:
             f"{shape.hidden_size / shape.num_heads:g}); choose a number of heads that divides the width and is at "
             f"least {math.ceil(shape.hidden_size / teacher_head_dim)}."
         )
+
+
+def check_limits(shape: Any, limits: dict[str, int]) -> None:
+    """Every dimension of a pruned `shape` between 1 and the teacher's (`limits`: flag name -> teacher's value)."""
+    for name, limit in limits.items():
+        value = getattr(shape, name)
+        if not 1 <= value <= limit:
+            raise ValueError(
+                f"a pruned student keeps part of the teacher: --{name} {value} must be between 1 and the teacher's "
+                f"{limit}."
+            )
 
 
 def _top(values: Tensor, k: int) -> Tensor:

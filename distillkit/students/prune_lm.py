@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .prune import _top, check_limits
+
 LAYER_CRITERIA = ("perplexity", "cosine", "spread")
 _PARTS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
           "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")  # fmt: skip
@@ -104,11 +106,7 @@ def check_lm_shape(teacher: nn.Module, shape: LMPruneShape) -> None:
     than the teacher has."""
     check_lm_layout(teacher)
     full = full_shape(teacher.config)
-    for name, limit in full.__dict__.items():
-        value = getattr(shape, name)
-        if not 1 <= value <= limit:
-            raise ValueError(f"a pruned student keeps part of the teacher: --{name} {value} must be between 1 and the "
-                             f"teacher's {limit}.")  # fmt: skip
+    check_limits(shape, full.__dict__)
     per_group = full.num_heads // full.num_key_value_heads
     if shape.num_heads % shape.num_key_value_heads or shape.num_heads // shape.num_key_value_heads > per_group:
         raise ValueError(
@@ -117,12 +115,6 @@ def check_lm_shape(teacher: nn.Module, shape: LMPruneShape) -> None:
             f"group (the teacher's {full.num_heads} heads in {full.num_key_value_heads} groups); e.g. --num_heads "
             f"{shape.num_key_value_heads * min(per_group, max(1, shape.num_heads // shape.num_key_value_heads))}."
         )
-
-
-def _top(values: Tensor, k: int) -> Tensor:
-    """The k largest, in their original order (ties: the earlier index)."""
-    order = sorted(range(len(values)), key=lambda j: (-float(values[j]), j))[:k]
-    return torch.tensor(sorted(order), dtype=torch.long)
 
 
 def spread(total: int, k: int) -> list[int]:
