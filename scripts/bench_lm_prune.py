@@ -52,6 +52,26 @@ def blocks_of(path: str, tokenizer, block: int, count: int, batch: int) -> list[
     return [torch.tensor(ids[i : i + batch]) for i in range(0, len(ids), batch)]
 
 
+@torch.no_grad()
+def cache_loss(teacher, blocks: list[torch.Tensor], ks: list[int]) -> dict[str, dict[str, float]]:
+    """What the top-k teacher cache loses on held-out text: per k, the mean and the 99th percentile over tokens of
+    KL(full || cached) in nats (the cached distribution: the top-k probabilities, the rest spread evenly), and the
+    bytes a token (uint16 ids, fp16 log-probabilities, one fp16 rest mass)."""
+    from distillkit.lm_cache import cached_tail_kl
+
+    per_k: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    for ids in blocks:
+        logits = teacher(input_ids=ids, use_cache=False).logits[:, :-1].reshape(-1, teacher.config.vocab_size)
+        for k in ks:
+            per_k[k].append(cached_tail_kl(logits, k))
+    out = {}
+    for k, parts in per_k.items():
+        kl = torch.cat(parts)
+        out[str(k)] = {"kl_mean_nats": round(float(kl.mean()), 5), "kl_p99_nats": round(float(kl.quantile(0.99)), 5),
+                       "bytes_per_token": 2 * k + 2 * k + 2, "tokens": len(kl)}  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True)
@@ -59,10 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation_file", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--block", type=int, default=512)
-    parser.add_argument("--calibration_blocks", type=int, default=8)
-    parser.add_argument("--eval_blocks", type=int, default=16)
+    parser.add_argument("--calibration_blocks", type=int, default=4)
+    parser.add_argument("--eval_blocks", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--only", nargs="*", help="shape names to run (default: all)")
+    parser.add_argument("--cache_k", type=int, nargs="*", default=[8, 32, 128], help="top-k cache sizes to measure")
     opts = parser.parse_args(argv)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -90,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     teacher_ppl = ppl(teacher)["perplexity"]
     print(f"teacher: {teacher.num_parameters():,} parameters, perplexity {teacher_ppl:.3f}", flush=True)
+    cache = cache_loss(teacher, evaluation, opts.cache_k)
+    print(f"top-k cache on the held-out blocks: {cache}", flush=True)
     t0 = time.perf_counter()
     by_ppl = measure_lm_importance(teacher, calibration, layers_by="perplexity")
     scoring_s = time.perf_counter() - t0
@@ -133,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
               "eval_blocks": sum(len(b) for b in evaluation), "scoring_s": round(scoring_s, 1),
               "calibration_perplexity": round(by_ppl.base_perplexity, 3),
               "layer_perplexity_without": [round(p, 3) for p in by_ppl.layer_perplexity],
-              "block_influence": [round(float(v), 5) for v in by_ppl.block_influence], "rows": rows,
+              "block_influence": [round(float(v), 5) for v in by_ppl.block_influence], "top_k_cache": cache,
+              "rows": rows,
               "wall_s": round(time.perf_counter() - started, 1),
               "command": "python scripts/bench_lm_prune.py " + " ".join(
                   a.replace(str(Path.home()), "~") for a in (argv if argv is not None else sys.argv[1:]))}  # fmt: skip

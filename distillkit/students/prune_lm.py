@@ -364,6 +364,7 @@ def measure_lm_importance(teacher: nn.Module, blocks: list[Tensor], layers_by: s
     return scores
 
 
+@torch.no_grad()
 def _nll(model: nn.Module, blocks: list[Tensor], device: Any, skip: int | None = None) -> float:
     """Mean next-token NLL over the blocks (with decoder layer `skip` passed through unchanged)."""
     handle = None
