@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data_root = str(Path(opts.data).resolve())
     for record in records:  # the data folder as the flag was typed (no machine paths in the published JSON)
-        record["command"] = record["command"].replace(data_root, opts.data)
+        record["command"] = record["command"].replace(data_root, opts.data).replace(f"{ROOT}/", "")
     result = {**machine(), "rows": records}
     (out / "first_run.json").write_text(json.dumps(result, indent=2))
     print(f"\nwritten: {out / 'first_run.json'} (CPU: {result['cpu']}, {result['cores']} cores)")
