@@ -37,7 +37,7 @@ SHAPES = [
     ("le50M depth 6 x 576", (6, 576, 9, 3, 1536), "cosine"),
     ("le50M width+depth 19 x 384", (19, 384, 6, 2, 1024), "perplexity"),
     ("le50M width+depth 19 x 384", (19, 384, 6, 2, 1024), "spread"),
-    ("le50M width 30 x 256", (30, 256, 6, 2, 768), "spread"),
+    ("le50M width 30 x 256", (30, 256, 4, 2, 768), "spread"),
     ("le25M width+depth 15 x 256", (15, 256, 4, 2, 768), "perplexity"),
     ("le25M width+depth 15 x 256", (15, 256, 4, 2, 768), "spread"),
     ("le25M width 30 x 192", (30, 192, 3, 1, 512), "spread"),

@@ -175,7 +175,7 @@ CASES += [
     ("causal-lm: a pruned GPT-2", {**LM, "--student": "pruned", **NO_SHAPE}, r"cannot prune a GPT2LMHeadModel: "
      r"distillkit cuts decoders of the Llama layout"),
     ("causal-lm: pruned heads across key-value groups", {**LM, "--teacher": "{llama_lm}", "--student": "pruned",
-     "--num_heads": "3", "--num_key_value_heads": "2", "--num_layers": None, "--hidden_size": None},
+     "--num_heads": "3", "--num_key_value_heads": "2", "--num_layers": None, "--hidden_size": "24"},
      r"--num_heads 3 with --num_key_value_heads 2: query heads are cut inside key-value groups"),
     ("causal-lm: an encoder's layer score", {**LM, "--teacher": "{llama_lm}", "--student": "pruned", **NO_SHAPE,
      "--prune_layers": "importance"}, r"--prune_layers importance is the encoders' first-order score"),

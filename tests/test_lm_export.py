@@ -73,5 +73,8 @@ def test_onnx_export_of_a_decoder_is_refused_with_the_reason(lm_run):
     from distillkit.tasks import UnsupportedFeature
 
     tmp, _ = lm_run
-    with pytest.raises(UnsupportedFeature, match="ONNX export .* not supported for task type .causal-lm.: .* --int8` measures the dynamically quantized"):
+    with pytest.raises(
+        UnsupportedFeature,
+        match="ONNX export .* not supported for task type .causal-lm.: .* --int8` measures the dynamically quantized",
+    ):
         main([str(tmp / "out"), "--onnx"])

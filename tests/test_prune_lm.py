@@ -123,7 +123,7 @@ def test_cutting_neurons_equals_silencing_them_and_planted_dead_units_score_zero
     assert scores.samples == 6
     assert torch.all(scores.neurons[:, dead_neurons] == 0) and torch.all(scores.neurons.sum(0)[[0, 1, 2]] > 0)
     assert torch.all(scores.channels[dead_channels] == 0) and (scores.channels > 0).sum() == 32 - 2
-    shape = LMPruneShape(full.num_layers, 30, 8, 2, 61)
+    shape = LMPruneShape(full.num_layers, 24, 8, 2, 61)
     student = prune_lm(teacher, shape, scores).eval()
     keep = student.distillkit_prune_plan
     assert not set(dead_channels) & set(keep.channels.tolist())
@@ -218,9 +218,11 @@ def test_qwen2_keeps_its_per_layer_attention_kinds_for_the_kept_layers():
 def test_shapes_that_break_the_groups_or_exceed_the_teacher_are_refused():
     teacher = llama()  # 8 heads in 2 groups of 4
     with pytest.raises(ValueError, match="at most 4 per\\s+group"):
-        prune_lm(teacher, LMPruneShape(3, 32, 5, 1, 64))
+        prune_lm(teacher, LMPruneShape(3, 24, 6, 1, 64))
     with pytest.raises(ValueError, match="multiple of the groups"):
-        prune_lm(teacher, LMPruneShape(3, 32, 3, 2, 64))
+        prune_lm(teacher, LMPruneShape(3, 30, 3, 2, 64))
+    with pytest.raises(ValueError, match="--hidden_size 20 is not a multiple of --num_heads 6"):
+        prune_lm(llama(), LMPruneShape(2, 20, 6, 2, 40))  # it could not be loaded back
     with pytest.raises(ValueError, match="--intermediate_size 65 must be between 1 and the teacher's 64"):
         prune_lm(teacher, LMPruneShape(3, 32, 8, 2, 65))
     from .conftest import tiny_bert

@@ -107,6 +107,13 @@ def check_lm_shape(teacher: nn.Module, shape: LMPruneShape) -> None:
     check_lm_layout(teacher)
     full = full_shape(teacher.config)
     check_limits(shape, full.__dict__)
+    if shape.hidden_size % shape.num_heads:  # transformers 5 validates this when the config is loaded
+        raise ValueError(
+            f"--hidden_size {shape.hidden_size} is not a multiple of --num_heads {shape.num_heads}: the head width "
+            f"stays the teacher's {head_dim(teacher.config)}, but transformers refuses to load a config whose width "
+            "does not divide by its heads, so the cut student could not be read back; choose heads that divide the "
+            "width."
+        )
     per_group = full.num_heads // full.num_key_value_heads
     if shape.num_heads % shape.num_key_value_heads or shape.num_heads // shape.num_key_value_heads > per_group:
         raise ValueError(
