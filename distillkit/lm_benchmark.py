@@ -26,7 +26,7 @@ import torch
 
 from .export import quantize_int8
 from .latency import generation_speed
-from .lm_export import _float_copy, block_perplexity
+from .lm_export import block_perplexity, float_copy
 from .recipe_benchmark import RecipeBench
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import machine
@@ -51,20 +51,26 @@ class LMBench(RecipeBench):
     def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
                    length: int) -> dict[str, Any]:  # fmt: skip
         """Greedy generation at batch 1, fp32 and int8 (every nn.Linear dynamically quantized)."""
+        return self.measure(model, tokenizer, texts)
+
+    def measure(self, model: Any, tokenizer: Any, texts: list[str], blocks: Any = None) -> dict[str, Any]:
+        """Generation speeds of the model and of its int8 copy (made once), and with `blocks` the int8 copy's
+        perplexity on them."""
+        int8_model = quantize_int8(float_copy(model))
         speed = generation_speed(model, tokenizer, texts[:PROBE_PROMPTS])
-        int8 = generation_speed(quantize_int8(_float_copy(model)), tokenizer, texts[:PROBE_PROMPTS])
-        return {**speed, "int8_generation_tokens_per_s": int8["generation_tokens_per_s"]}
+        int8 = generation_speed(int8_model, tokenizer, texts[:PROBE_PROMPTS])
+        record = {**speed, "int8_generation_tokens_per_s": int8["generation_tokens_per_s"]}
+        if blocks is not None:
+            record["int8_perplexity"] = round(block_perplexity(int8_model, blocks), 4)
+        return record
 
     def latencies(self, model: Any, tokenizer: Any, recipe: Any) -> dict[str, Any]:
         """Generation speeds, and the int8 copy's perplexity on the run's validation blocks (the fp32 one is the
         run's score)."""
-        record = super().latencies(model, tokenizer, recipe)
+        texts, _ = self.probe_texts(recipe.raw["validation"])
         data = getattr(recipe, "data", None) or recipe.teacher_data
-        if "validation" in data:
-            record["int8_perplexity"] = round(
-                block_perplexity(quantize_int8(_float_copy(model)), data["validation"]), 4
-            )
-        return record
+        record = self.measure(model, tokenizer, texts, data.get("validation"))
+        return {**record, "latency_max_length": recipe.data_args.max_seq_length}
 
     def cache_key_extra(self, model_args: Any, data_args: Any, args: Any) -> list[Any]:
         return [data_args.block_size, args.cache_top_k, args.temperature]

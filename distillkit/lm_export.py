@@ -34,22 +34,25 @@ def block_perplexity(model: nn.Module, dataset: Any, batch_size: int = 8) -> flo
     scored on its own (stride = block), as the trainer's evaluation does."""
     model.eval()
     total, count = 0.0, 0
-    rows = list(zip(dataset["input_ids"], dataset["labels"]))
-    by_length: dict[int, list[tuple[list[int], list[int]]]] = {}
-    for ids, labels in rows:
-        by_length.setdefault(len(ids), []).append((ids, labels))
-    for group in by_length.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start : start + batch_size]
-            ids = torch.tensor([c[0] for c in chunk])
-            labels = torch.tensor([c[1] for c in chunk])[:, 1:]
-            logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-            nll = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")
-            total += float(nll)
-            count += int((labels != -100).sum())
+    for batch in length_batches(list(zip(dataset["input_ids"], dataset["labels"])), batch_size):
+        ids, labels = batch[:, 0], batch[:, 1, 1:]  # (batch, 2, length): the ids and their labels
+        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        nll = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")
+        total += float(nll)
+        count += int((labels != -100).sum())
     if not count:
         raise ValueError("the validation text has no counted token: give text to measure perplexity on.")
     return math.exp(total / count)
+
+
+def length_batches(rows: list[Any], batch_size: int) -> list[torch.Tensor]:
+    """Rows (token lists, or tuples of equally long lists) batched with rows of the same length (a text's last block
+    may be shorter), in their order within each length: tensors of (batch, *row shape)."""
+    by_length: dict[int, list[Any]] = {}
+    for row in rows:
+        by_length.setdefault(len(row[0]) if isinstance(row, tuple) else len(row), []).append(row)
+    return [torch.tensor(group[i : i + batch_size]) for group in by_length.values()
+            for i in range(0, len(group), batch_size)]  # fmt: skip
 
 
 def measure_decoder(name: str, model: nn.Module, tokenizer: Any, dataset: Any, prompts: list[str],
@@ -62,7 +65,7 @@ def measure_decoder(name: str, model: nn.Module, tokenizer: Any, dataset: Any, p
         "perplexity": round(block_perplexity(model, dataset), 4),
     }
     row.update(generation_speed(model, tokenizer, prompts))
-    return row  # fmt: skip
+    return row
 
 
 def export_lm(directory: str, student: nn.Module, tokenizer: Any, dataset: Any, prompts: list[str],
@@ -78,7 +81,7 @@ def export_lm(directory: str, student: nn.Module, tokenizer: Any, dataset: Any, 
         rows.append(measure_decoder(name, model, tokenizer, dataset, prompts, path))
         if int8:
             print(f"export: dynamic int8 {name} (torch.ao, every nn.Linear) ...", flush=True)
-            quantized = quantize_int8(_float_copy(model))
+            quantized = quantize_int8(float_copy(model))
             row = measure_decoder(f"{name} int8", quantized, tokenizer, dataset, prompts, None)
             base = rows[-1]
             row["parameters"] = base["parameters"]  # the same weights, stored in int8 (not nn.Parameters any more)
@@ -91,10 +94,11 @@ def export_lm(directory: str, student: nn.Module, tokenizer: Any, dataset: Any, 
     return rows
 
 
-def _float_copy(model: nn.Module) -> nn.Module:
+def float_copy(model: nn.Module) -> nn.Module:
+    """A float32 copy in eval mode (what dynamic quantization takes), leaving `model` as it is."""
     import copy
 
     return copy.deepcopy(model).float().eval()
 
 
-__all__ = ["INT8_SNIPPET", "block_perplexity", "export_lm"]
+__all__ = ["INT8_SNIPPET", "block_perplexity", "export_lm", "float_copy", "length_batches"]

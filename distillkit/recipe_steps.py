@@ -237,21 +237,15 @@ def prune_lm_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any
     """--student pruned for a decoder LM: the teacher cut by activation importance on the first --prune_samples
     training blocks; with validation text, the report has the perplexity of the teacher, of each cut alone and of
     the whole cut before training (`students/prune_lm.py`)."""
+    from .lm_export import length_batches
     from .students.prune_lm import measure_lm_importance, prune_lm_report
 
     model_args, args = recipe.model_args, recipe.args
     if model_args.prune_layers == "importance":
         raise ValueError("--prune_layers importance is the encoders' first-order score; a decoder LM's layers are "
                          "chosen by perplexity (the default), cosine or spread.")  # fmt: skip
-    train = teacher_data["train"]
-    import torch
-
-    rows = list(train["input_ids"][: model_args.prune_samples])
-    by_length: dict[int, list[Any]] = {}
-    for ids in rows:  # blocks of one length batch together (the last block of a text may be shorter)
-        by_length.setdefault(len(ids), []).append(ids)
-    batch = max(1, args.per_device_eval_batch_size)
-    blocks = [torch.tensor(group[i : i + batch]) for group in by_length.values() for i in range(0, len(group), batch)]
+    rows = list(teacher_data["train"]["input_ids"][: model_args.prune_samples])
+    blocks = length_batches(rows, max(1, args.per_device_eval_batch_size))
     announce("pruning", f"scoring the teacher's heads, neurons, channels and layers ({model_args.prune_layers}) on "
              f"{len(rows):,} training blocks")  # fmt: skip
     scores = measure_lm_importance(recipe.teacher, blocks, layers_by=model_args.prune_layers)
