@@ -53,6 +53,13 @@ def _stack(arrays: list[np.ndarray], fill: float) -> np.ndarray:
     return np.concatenate(arrays)
 
 
+def teacher_folder(opts: argparse.Namespace, setting: dict) -> str | None:
+    """The teacher measured beside the student: --teacher, else the teacher as fine-tuned by the run (its `teacher`
+    folder), else the run's recipe's teacher."""
+    inside = os.path.join(opts.student_dir, "teacher")
+    return inside if os.path.isdir(inside) and not opts.teacher else setting["teacher"]
+
+
 def export_decoder(opts: argparse.Namespace, setting: dict, recipe: dict, task_type: object) -> list[dict]:
     """`--int8` for a causal LM (`distillkit/lm_export.py`): perplexity and generation speed of the teacher, the
     student and their dynamically quantized copies; ONNX is refused with the reason."""
@@ -74,9 +81,7 @@ def export_decoder(opts: argparse.Namespace, setting: dict, recipe: dict, task_t
     blocks = blocks.select(range(min(opts.max_eval_samples, len(blocks))))
     column = "text" if "text" in split.column_names else split.column_names[0]
     prompts = [str(t) for t in split[column][:5]]
-    teacher_dir = setting["teacher"]
-    if os.path.isdir(os.path.join(directory, "teacher")) and not opts.teacher:
-        teacher_dir = os.path.join(directory, "teacher")
+    teacher_dir = teacher_folder(opts, setting)
     teacher = None
     if teacher_dir and os.path.isdir(teacher_dir):
         teacher = (auto.from_pretrained(teacher_dir).eval(), os.path.join(teacher_dir, "model.safetensors"))
@@ -168,9 +173,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
 
     runners = []
-    teacher_dir = setting["teacher"]
-    if os.path.isdir(os.path.join(directory, "teacher")) and not opts.teacher:
-        teacher_dir = os.path.join(directory, "teacher")  # the teacher as fine-tuned by the run
+    teacher_dir = teacher_folder(opts, setting)
     if teacher_dir and os.path.isdir(teacher_dir):
         teacher = auto.from_pretrained(teacher_dir).eval()
         runners.append(torch_runner("teacher", teacher, teacher_dir))
