@@ -53,12 +53,9 @@ def latency_ms(
 
 
 def model_latency_ms(model: torch.nn.Module, inputs: Sequence[dict[str, torch.Tensor]], **kw: Any) -> float:
-    """CPU latency of a transformers model in eval mode (a CPU copy is timed when the model lives elsewhere)."""
-    model = model.eval()
-    if next(model.parameters()).device.type != "cpu":
-        import copy
-
-        model = copy.deepcopy(model).cpu()
+    """CPU latency of a transformers model in eval mode, fp32 (a plain CPU copy is timed when the model lives
+    elsewhere, is not float32, or carries accelerate's autocast wrapper: `plain_copy`)."""
+    model = model.eval() if is_plain(model) else plain_copy(model)
     return latency_ms(lambda b: model(**b), inputs, **kw)
 
 
@@ -67,16 +64,31 @@ def threads_note(batch_size: int, examples: int) -> str:
     return f"batch {batch_size}, {examples} validation examples, median of repeated runs, {threads} CPU threads"
 
 
+def plain_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A float32 CPU copy in eval mode without the autocast wrapper that `accelerate` puts on a prepared model's
+    forward under bf16 / fp16 (a model that a bf16 Trainer evaluated keeps it: timed as it is, it would run in bf16,
+    and its int8 copy would feed bf16 activations to the quantized layers). `model` is left as it is."""
+    import copy
+
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(copy.deepcopy(model), keep_fp32_wrapper=False).cpu().float().eval()
+
+
+def is_plain(model: torch.nn.Module) -> bool:
+    """A float32 CPU model whose forward runs as written (no accelerate autocast wrapper)."""
+    first = next(model.parameters())
+    return first.device.type == "cpu" and first.dtype == torch.float32 and "_original_forward" not in model.__dict__
+
+
 @torch.no_grad()
 def generation_speed(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], new_tokens: int = 64,
                      prompt_tokens: int = 32) -> dict[str, float]:  # fmt: skip
     """Greedy generation at batch 1 on the CPU in fp32: tokens per second over `new_tokens` new tokens (EOS does not
     stop it early) after a prompt cut to its first `prompt_tokens` tokens, the median over the prompts after one
     warm-up, and the ms per new token."""
-    import copy
-
-    if next(model.parameters()).device.type != "cpu" or next(model.parameters()).dtype != torch.float32:
-        model = copy.deepcopy(model).cpu().float()
+    if not is_plain(model):
+        model = plain_copy(model)
     model = model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :prompt_tokens]
