@@ -49,6 +49,12 @@ class ModelArguments:
         metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
                   "Taylor importance) before it is cut."},
     )  # fmt: skip
+    prune_scores: str | None = field(
+        default=None,
+        metadata={"help": "--student pruned, decoder LMs: a file for the teacher's importance scores. Read when it "
+                  "holds scores of the same teacher, calibration blocks and --prune_layers; else they are measured "
+                  "and written there, so several cuts of one teacher score it once."},
+    )  # fmt: skip
     prune_eval: bool = field(
         default=True,
         metadata={"help": "--student pruned: score the teacher, each dimension cut alone and the cut student on the "

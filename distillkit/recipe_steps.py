@@ -212,6 +212,9 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
     model_args, args = recipe.model_args, recipe.args
     if recipe.task_type.chunked_lm_losses:
         return prune_lm_student(recipe, teacher_data)
+    if model_args.prune_scores:
+        raise ValueError("--prune_scores keeps a decoder LM's activation scores; an encoder's first-order "
+                         "scores depend on its fine-tuned head and are measured in each run: drop it.")  # fmt: skip
     if model_args.prune_layers not in ("spread", "importance"):
         raise ValueError(f"--prune_layers {model_args.prune_layers} measures a decoder LM's layers; an encoder's "
                          "are chosen by spread or importance.")  # fmt: skip
@@ -238,7 +241,13 @@ def prune_lm_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any
     training blocks; with validation text, the report has the perplexity of the teacher, of each cut alone and of
     the whole cut before training (`students/prune_lm.py`)."""
     from .lm_export import length_batches
-    from .students.prune_lm import measure_lm_importance, prune_lm_report
+    from .students.prune_lm import (
+        importance_identity,
+        load_importance,
+        measure_lm_importance,
+        prune_lm_report,
+        save_importance,
+    )
 
     model_args, args = recipe.model_args, recipe.args
     if model_args.prune_layers == "importance":
@@ -246,9 +255,22 @@ def prune_lm_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any
                          "chosen by perplexity (the default), cosine or spread.")  # fmt: skip
     rows = list(teacher_data["train"]["input_ids"][: model_args.prune_samples])
     blocks = length_batches(rows, max(1, args.per_device_eval_batch_size))
-    announce("pruning", f"scoring the teacher's heads, neurons, channels and layers ({model_args.prune_layers}) on "
-             f"{len(rows):,} training blocks")  # fmt: skip
-    scores = measure_lm_importance(recipe.teacher, blocks, layers_by=model_args.prune_layers)
+    scores, identity = None, None
+    if model_args.prune_scores:
+        identity = importance_identity(recipe.teacher, blocks, model_args.prune_layers)
+        scores = load_importance(model_args.prune_scores, identity)
+        if scores is not None:
+            announce("pruning", f"the teacher's scores read from {model_args.prune_scores} (measured on the same "
+                     f"{len(rows):,} blocks by {model_args.prune_layers})")  # fmt: skip
+        elif os.path.exists(model_args.prune_scores):
+            logger.warning("%s holds scores of another teacher, other blocks or another layer criterion: measured "
+                           "again and overwritten", model_args.prune_scores)  # fmt: skip
+    if scores is None:
+        announce("pruning", f"scoring the teacher's heads, neurons, channels and layers ({model_args.prune_layers}) "
+                 f"on {len(rows):,} training blocks")  # fmt: skip
+        scores = measure_lm_importance(recipe.teacher, blocks, layers_by=model_args.prune_layers)
+        if identity is not None:
+            save_importance(scores, model_args.prune_scores, identity)
     score = None
     if "validation" in teacher_data and model_args.prune_eval:
         collator = recipe.task_type.data_collator(recipe.tokenizer)
@@ -299,7 +321,7 @@ def write_outputs(recipe: Any) -> None:
         atomic_write_text(path, json.dumps({**result.teacher_metrics, **members}, indent=2))
     latency = None
     raw, seq_len = recipe.raw, recipe.data_args.max_seq_length
-    if "validation" in raw:
+    if "validation" in raw and getattr(recipe, "card_latency", True):  # a benchmark may time its models itself
         probe = raw["validation"].select(range(min(32, len(raw["validation"]))))
         pairs = probe[recipe.pair_column] if recipe.pair_column else None
         texts = [" ".join(t) if isinstance(t, list) else t for t in probe[recipe.text_column]]  # words: joined

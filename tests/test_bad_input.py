@@ -108,6 +108,11 @@ CASES = [
     ),
     ("prune_samples 0", {"--student": "pruned", "--prune_samples": "0"}, r"prune_samples must be >= 1 \(got 0\)"),
     (
+        "saved pruning scores for an encoder",
+        {"--student": "pruned", "--prune_scores": "{tmp}/scores.safetensors"},
+        r"--prune_scores keeps a decoder LM's activation scores",
+    ),
+    (
         "two stages without an intermediate term",
         {"--intermediate_epochs": "1"},
         r"intermediate_epochs=1 trains the intermediate terms alone first, but none is on",

@@ -266,3 +266,54 @@ def test_a_pruned_decoder_run_cuts_by_activations_reports_perplexities_and_reloa
     assert student.config.head_dim == teacher.config.head_dim
     out = student.generate(input_ids=torch.tensor([[4, 5, 6]]), max_new_tokens=4, do_sample=False, pad_token_id=2)
     assert out.shape == (1, 7)
+
+
+def test_saved_scores_read_back_equal_and_are_refused_for_other_blocks_teachers_or_criteria(tmp_path):
+    from distillkit.students.prune_lm import importance_identity, load_importance, save_importance
+
+    teacher, blocks = llama(), [ids(1), ids(2)]
+    scores = measure_lm_importance(teacher, blocks, layers_by="perplexity")
+    identity = importance_identity(teacher, blocks, "perplexity")
+    path = str(tmp_path / "scores" / "s.safetensors")
+    save_importance(scores, path, identity)
+    back = load_importance(path, identity)
+    for name in ("heads", "neurons", "channels", "layers", "block_influence"):
+        assert torch.equal(getattr(back, name), getattr(scores, name).float()), name
+    assert back.layer_perplexity == scores.layer_perplexity and back.base_perplexity == scores.base_perplexity
+    assert (back.layers_by, back.samples) == ("perplexity", scores.samples)
+    assert load_importance(path, importance_identity(teacher, [ids(1), ids(3)], "perplexity")) is None
+    assert load_importance(path, importance_identity(teacher, blocks, "cosine")) is None
+    assert load_importance(path, importance_identity(llama(seed=5), blocks, "perplexity")) is None
+    assert load_importance(str(tmp_path / "absent.safetensors"), identity) is None
+
+
+def test_a_second_cut_of_the_same_teacher_reads_its_scores_instead_of_measuring_them(tmp_path, monkeypatch):
+    from distillkit import parse_args
+    from distillkit.recipe import run
+    from distillkit.students import prune_lm as module
+
+    from .lm_fixtures import counting_text, lm_tokenizer, tiny_llama, write_text
+
+    lm_tokenizer(tmp_path / "teacher")
+    tiny_llama(layers=3).save_pretrained(tmp_path / "teacher")
+    train = write_text(tmp_path / "train.txt", counting_text(60, 3))
+    scores_file = tmp_path / "scores.safetensors"
+    measured = []
+    real = module.measure_lm_importance
+    monkeypatch.setattr(module, "measure_lm_importance", lambda *a, **k: measured.append(1) or real(*a, **k))
+
+    def cut(name, layers):
+        flags = ["--teacher", str(tmp_path / "teacher"), "--student", "pruned", "--num_layers", str(layers),
+                 "--hidden_size", "24", "--train_file", str(train), "--output_dir", str(tmp_path / name),
+                 "--max_steps", "1", "--learning_rate", "0", "--block_size", "16", "--report_to", "none",
+                 "--use_cpu", "true", "--prune_scores", str(scores_file), "--prune_eval", "false"]  # fmt: skip
+        run(*parse_args(flags))
+        return json.loads((tmp_path / name / "prune_report.json").read_text())
+
+    first = cut("a", 2)
+    assert measured == [1] and scores_file.is_file()
+    second = cut("b", 1)
+    assert measured == [1]  # read, not measured
+    assert second["layer_perplexity_without"] == first["layer_perplexity_without"]
+    costs = first["layer_perplexity_without"]
+    assert second["layers_kept"] == [1 + max(range(3), key=costs.__getitem__)]

@@ -25,12 +25,18 @@ Within a kept group the query heads of highest score are kept (the same number i
 ratio), so every student query head reads the key-value head it read in the teacher. RMSNorm weights are cut with
 their channels (the norm's root mean square is then over the kept channels: the one approximation of a width cut).
 Tied input / output embeddings stay tied.
+
+The scores do not depend on the shape being cut to, so `save_importance` / `load_importance` keep them in a file
+(`--prune_scores`): several cuts of one teacher on the same calibration blocks then score it once.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,6 +377,54 @@ def measure_lm_importance(teacher: nn.Module, blocks: list[Tensor], layers_by: s
     return scores
 
 
+SCORE_TENSORS = ("heads", "neurons", "channels", "layers", "block_influence")
+
+
+def importance_identity(teacher: nn.Module, blocks: list[Tensor], layers_by: str) -> dict[str, str]:
+    """What a score file must match to be read instead of measured: the teacher's weights, the calibration blocks'
+    token ids and the layer criterion."""
+    from ..cache import teacher_digest
+
+    ids = hashlib.sha256()
+    for block in blocks:
+        ids.update(f"{tuple(block.shape)}".encode())
+        ids.update(block.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+    return {"teacher": teacher_digest(teacher), "blocks": ids.hexdigest(), "layers_by": layers_by}
+
+
+def save_importance(scores: LMImportance, path: str, identity: dict[str, str]) -> None:
+    """Write the scores (safetensors; the identity and the scalars in its metadata), whole or not at all."""
+    from safetensors.torch import save_file
+
+    tensors = {k: getattr(scores, k).float().contiguous() for k in SCORE_TENSORS if getattr(scores, k) is not None}
+    meta = {"identity": json.dumps(identity, sort_keys=True), "layers_by": scores.layers_by,
+            "samples": str(scores.samples), "layer_perplexity": json.dumps(scores.layer_perplexity),
+            "base_perplexity": json.dumps(scores.base_perplexity)}  # fmt: skip
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    save_file(tensors, partial, metadata=meta)
+    os.replace(partial, path)
+
+
+def load_importance(path: str, identity: dict[str, str]) -> LMImportance | None:
+    """The scores in `path` when they were measured with `identity` (teacher, blocks, criterion); None when the file
+    is absent or was measured otherwise (the caller measures again and overwrites it)."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        return None
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("identity") != json.dumps(identity, sort_keys=True):
+            return None
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    return LMImportance(heads=tensors["heads"], neurons=tensors["neurons"], channels=tensors["channels"],
+                        layers=tensors["layers"], layers_by=meta["layers_by"], samples=int(meta["samples"]),
+                        layer_perplexity=json.loads(meta["layer_perplexity"]),
+                        base_perplexity=json.loads(meta["base_perplexity"]),
+                        block_influence=tensors.get("block_influence"))  # fmt: skip
+
+
 @torch.no_grad()
 def _nll(model: nn.Module, blocks: list[Tensor], device: Any, skip: int | None = None) -> float:
     """Mean next-token NLL over the blocks (with decoder layer `skip` passed through unchanged)."""
@@ -396,5 +450,6 @@ def _nll(model: nn.Module, blocks: list[Tensor], device: Any, skip: int | None =
     return total / max(count, 1)
 
 
-__all__ = ["LMImportance", "LMPruneShape", "bias_parts", "check_lm_layout", "is_decoder_lm", "lm_parameter_count",
-           "measure_lm_importance", "prune_lm", "prune_lm_report"]  # fmt: skip
+__all__ = ["LMImportance", "LMPruneShape", "bias_parts", "check_lm_layout", "is_decoder_lm", "importance_identity",
+           "lm_parameter_count", "load_importance", "measure_lm_importance", "prune_lm", "prune_lm_report",
+           "save_importance"]  # fmt: skip
