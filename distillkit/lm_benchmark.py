@@ -15,6 +15,7 @@ The report: `results.json` (every run, the rows, the header with the command) an
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -24,9 +25,8 @@ from typing import Any
 
 import torch
 
-from .export import quantize_int8
 from .latency import generation_speed
-from .lm_export import block_perplexity, float_copy
+from .lm_export import block_perplexity, float_copy, quantize_lm_int8
 from .recipe_benchmark import RecipeBench
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import machine
@@ -34,8 +34,18 @@ from .sst2_benchmark.measure import machine
 PROBE_PROMPTS = 5  # validation documents whose first 32 tokens prompt the timed generation
 
 
+INT8_SCHEME = "per-channel int8, output layer and down projections float"  # lm_export.quantize_lm_int8
+
+
 class LMBench(RecipeBench):
     stage_student = "teacher:1"  # the BERT presets are refused for decoders
+    card_latency = False  # generation is timed here (a run's card would time forward passes of whole documents)
+    validation_blocks: Any = None  # for timing saved models again: the validation text's blocks, made once
+
+    def stale_timing(self, record: dict[str, Any]) -> bool:
+        """Records measured before the int8 decoder's scheme changed (or under a bf16 trainer's autocast, which the
+        earlier timing did not remove) are measured again."""
+        return record.get("int8_scheme") != INT8_SCHEME
 
     def record_extra(self, recipe: Any) -> dict[str, Any]:
         """The tokens the run trained on: the counted (predicted) tokens of its blocks times its epochs, or its
@@ -50,16 +60,23 @@ class LMBench(RecipeBench):
 
     def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
                    length: int) -> dict[str, Any]:  # fmt: skip
-        """Greedy generation at batch 1, fp32 and int8 (every nn.Linear dynamically quantized)."""
-        return self.measure(model, tokenizer, texts)
+        """Greedy generation at batch 1, fp32 and int8 (`quantize_lm_int8`), and the int8 copy's perplexity on the
+        validation text's blocks of `length` tokens (as the runs score it)."""
+        if self.validation_blocks is None:
+            from types import SimpleNamespace
+
+            files = SimpleNamespace(train_file=None, validation_file=self.cli.validation_file)
+            raw = self.task_type.read_data(files)["validation"]
+            self.validation_blocks = self.task_type.encode(raw, tokenizer, model.config, length, False)
+        return self.measure(model, tokenizer, texts, self.validation_blocks)
 
     def measure(self, model: Any, tokenizer: Any, texts: list[str], blocks: Any = None) -> dict[str, Any]:
         """Generation speeds of the model and of its int8 copy (made once), and with `blocks` the int8 copy's
         perplexity on them."""
-        int8_model = quantize_int8(float_copy(model))
+        int8_model = quantize_lm_int8(float_copy(model))
         speed = generation_speed(model, tokenizer, texts[:PROBE_PROMPTS])
         int8 = generation_speed(int8_model, tokenizer, texts[:PROBE_PROMPTS])
-        record = {**speed, "int8_generation_tokens_per_s": int8["generation_tokens_per_s"]}
+        record = {**speed, "int8_generation_tokens_per_s": int8["generation_tokens_per_s"], "int8_scheme": INT8_SCHEME}
         if blocks is not None:
             record["int8_perplexity"] = round(block_perplexity(int8_model, blocks), 4)
         return record
@@ -71,6 +88,15 @@ class LMBench(RecipeBench):
         data = getattr(recipe, "data", None) or recipe.teacher_data
         record = self.measure(model, tokenizer, texts, data.get("validation"))
         return {**record, "latency_max_length": recipe.data_args.max_seq_length}
+
+    def prepare_run(self, model_args: Any, data_args: Any, args: Any) -> None:
+        """Pruned students score the teacher once: every cut of the plan reads the scores from one file per
+        calibration setting (the file checks teacher, blocks and criterion itself)."""
+        if model_args.student == "pruned" and not model_args.prune_scores:
+            key = json.dumps([model_args.prune_layers, model_args.prune_samples, data_args.max_train_samples,
+                              data_args.block_size])  # fmt: skip
+            digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+            model_args.prune_scores = str(self.out / "prune_scores" / f"{digest}.safetensors")
 
     def cache_key_extra(self, model_args: Any, data_args: Any, args: Any) -> list[Any]:
         return [data_args.block_size, args.cache_top_k, args.temperature]
@@ -173,6 +199,79 @@ def lm_markdown(rows: list[dict[str, Any]], header: str) -> str:
     return header + "\n\n" + "\n".join(lines) + "\n\nTargets:\n" + "\n".join(lm_verdicts(rows)) + "\n"
 
 
+# published retention (teacher perplexity / student perplexity) of distilled decoders, for the table and the plot
+LM_ANCHORS: dict[str, tuple[float, float, str]] = {
+    "DistilGPT2": (82e6, 0.77, "6 x 768 from GPT-2 (124M), all of OpenWebText; WikiText-103 perplexity 21.1 "
+                   "against GPT-2's 16.3 (its model card)"),
+}  # fmt: skip
+
+
+def lm_records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One published record per row: name, variant, soft loss, params, perplexity (mean and spread over seeds, and
+    each seed's), retention (teacher / student perplexity), generation speed fp32 and int8 and the speed-ups over
+    the teacher's fp32 generation, int8 perplexity, the gain over cross-entropy alone, training tokens and time."""
+    teacher = result["teacher"]
+    t_speed = teacher.get("generation_tokens_per_s")
+    per_seed: dict[tuple[str, str], dict[int, float]] = {}
+    for run in result.get("runs", []):
+        per_seed.setdefault((run["name"], run["variant"]), {})[run["seed"]] = run["accuracy"]
+    records = []
+    for row in result["rows"]:
+        losses = row.get("losses") or {}
+        int8_speed = row.get("int8_generation_tokens_per_s")
+        records.append({
+            "name": row["name"], "variant": row["variant"],
+            "soft_loss": next((k for k in losses if k != "ce" and losses[k]), None),
+            "params": row["parameters"], "perplexity": row["perplexity"], "perplexity_std": row.get("perplexity_std"),
+            "seeds": {str(k): v for k, v in sorted(per_seed.get((row["name"], row["variant"]), {}).items())},
+            "retention": row["retained"],
+            "speedup": round(row["generation_tokens_per_s"] / t_speed, 2) if t_speed else None,
+            "int8_speedup": round(int8_speed / t_speed, 2) if t_speed and int8_speed else None,
+            "generation_tokens_per_s": row.get("generation_tokens_per_s"),
+            "int8_generation_tokens_per_s": int8_speed, "int8_perplexity": row.get("int8_perplexity"),
+            "gain_over_ce": row.get("kd_gain"), "gain_over_ce_std": row.get("kd_gain_std"),
+            "train_tokens": row.get("train_tokens"), "train_s": row.get("train_s"),
+            "teacher_cache": None if row["name"] == "teacher" else row.get("teacher_cache"),
+        })  # fmt: skip
+    return records
+
+
+def lm_plot(records: list[dict[str, Any]], path: Any, title: str) -> None:
+    """Perplexity (log) against parameters and against generation speed at batch 1; DistilGPT2's retention as a
+    reference line (the teacher's perplexity over 0.77)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teacher = next(r for r in records if r["name"] == "teacher")
+    colours = {"kd": "tab:blue", "baseline": "tab:orange"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, key, label in ((axes[0], "params", "parameters"), (axes[1], "generation_tokens_per_s",
+                                                                  "generation tokens/s, batch 1, fp32")):  # fmt: skip
+        for r in records:
+            if r.get(key) is None:
+                continue
+            colour = "black" if r["name"] == "teacher" else colours.get(r["variant"], "tab:green")
+            ax.errorbar(r[key], r["perplexity"], yerr=r.get("perplexity_std") or 0, fmt="o", color=colour, capsize=3)
+            tag = r["name"] + (" (CE)" if r["variant"] == "baseline" else "")
+            ax.annotate(tag, (r[key], r["perplexity"]), textcoords="offset points", xytext=(5, 3), fontsize=7,
+                        color=colour)  # fmt: skip
+        for name, (_, retention, _) in LM_ANCHORS.items():
+            ax.axhline(teacher["perplexity"] / retention, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"{name}'s retention", (ax.get_xlim()[0], teacher["perplexity"] / retention), fontsize=7,
+                        color="grey", textcoords="offset points", xytext=(3, 3))  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label + " (log)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation perplexity (log, lower is better)")
+    fig.suptitle(title + "\nblack: teacher, blue: distilled, orange: cross-entropy alone (CE)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: list[str]):
     """As `run_recipe_benchmark`, for `task_type: causal-lm` plans; returns (the output folder, the rows)."""
     from .commands.results import portable
@@ -194,4 +293,5 @@ def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: lis
     return bench.out, rows
 
 
-__all__ = ["LMBench", "lm_markdown", "lm_rows", "lm_verdicts", "run_lm_benchmark"]
+__all__ = ["LMBench", "LM_ANCHORS", "lm_markdown", "lm_plot", "lm_records", "lm_rows", "lm_verdicts",
+           "run_lm_benchmark"]  # fmt: skip

@@ -212,6 +212,15 @@ class RecipeBench:
         """More settings that change what a cache holds, for task types whose caches depend on them."""
         return []
 
+    card_latency = True  # each run's card times teacher and student (a task type's benchmark may time them itself)
+
+    def stale_timing(self, record: dict[str, Any]) -> bool:
+        """A record to time again even without --remeasure_latency: the base benchmark's are never stale."""
+        return False
+
+    def prepare_run(self, model_args: Any, data_args: Any, args: Any) -> None:
+        """A task type's settings for one student run, after the plan's flags are read."""
+
     def record_extra(self, recipe: DistillRecipe) -> dict[str, Any]:
         """More fields for a finished run's record (a task type's own counts)."""
         return {}
@@ -237,8 +246,10 @@ class RecipeBench:
                 setattr(args, weight, 0.0)
         elif not any(getattr(args, w) for w in INTERMEDIATE_WEIGHTS) and not args.teacher_cache and not plan_cache:
             args.teacher_cache = self.cache_dir(spec, flags)  # logits only: scored once for every run on the rows
+        self.prepare_run(model_args, data_args, args)
         recipe = BenchRecipe(model_args, data_args, teacher_args, args, command=[])
         recipe.teacher_metrics = self.teacher_metrics
+        recipe.card_latency = self.card_latency
         result = recipe.run()
         student = recipe.trainer.model
         seconds = result.metrics.get("train_runtime")
@@ -291,7 +302,7 @@ class RecipeBench:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
         for record, model_dir, json_path in targets:
-            if not everything and record.get("latency_remeasured"):
+            if not everything and not self.stale_timing(record):
                 continue
             model = self.task_type.auto_model_class().from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
@@ -309,8 +320,8 @@ class RecipeBench:
         self.out.mkdir(parents=True, exist_ok=True)
         teacher = self.teacher()
         runs = self.students(self.cli.only)
-        if self.cli.remeasure_latency:
-            self.remeasure_latency(teacher, runs, everything=True)
+        if self.cli.remeasure_latency or any(self.stale_timing(r) for r in [teacher, *runs]):
+            self.remeasure_latency(teacher, runs, everything=bool(self.cli.remeasure_latency))
         students = self.plan["students"]
         return teacher, runs, {s["name"]: s["baseline"] for s in students if isinstance(s.get("baseline"), str)}
 

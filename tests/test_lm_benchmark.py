@@ -229,9 +229,52 @@ def test_the_lm_benchmark_started_again_trains_nothing(lm_bench):
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
 
 
+def test_a_record_timed_with_an_older_int8_scheme_is_timed_again_with_the_same_blocks(lm_bench):
+    out, cmd, _ = lm_bench
+    path = out / "runs" / "layers1-kd" / "kd-seed0.json"
+    record = json.loads(path.read_text())
+    assert record["int8_scheme"]
+    stale = {k: v for k, v in record.items() if k != "int8_scheme"}
+    stale["int8_perplexity"] = -1.0
+    path.write_text(json.dumps(stale))
+    again = subprocess.run([*cmd, "--report_only"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    timed = json.loads(path.read_text())
+    assert timed["int8_scheme"] == record["int8_scheme"] and timed["latency_remeasured"] is True
+    # the saved student's int8 copy on the validation text's blocks, as the run itself scored it
+    assert timed["int8_perplexity"] == pytest.approx(record["int8_perplexity"], rel=1e-4)
+    assert timed["generation_tokens_per_s"] > 0
+
+
 def test_the_shipped_wikitext_plan_names_existing_recipes():
     from distillkit.sst2_benchmark import load_plan
 
     plan = load_plan(str(ROOT / "recipes" / "wikitext2" / "benchmark.yaml"), None)
     assert plan["task_type"] == "causal-lm" and Path(plan["teacher_recipe"]).is_file()
     assert all(Path(student["recipe"]).is_file() for student in plan["students"])
+
+
+def test_published_lm_results_hold_retention_speedups_and_each_seed_without_machine_paths(lm_bench, tmp_path):
+    from distillkit.commands.results import main
+
+    out, _, _ = lm_bench
+    result = json.loads((out / "results.json").read_text())
+    main(["--from", str(out / "results.json"), "--out", str(tmp_path / "pub" / "wikitext2"), "--no_plot"])
+    published = json.loads((tmp_path / "pub" / "wikitext2.json").read_text())
+    assert published["metric"] == "perplexity" and published["higher_is_better"] is False
+    assert str(Path.home()) not in json.dumps(published["header"])
+    recs = {(r["name"], r["variant"]): r for r in published["rows"]}
+    teacher = recs[("teacher", "given")]
+    assert teacher["retention"] == 1.0 and teacher["speedup"] == 1.0
+    run = next(r for r in result["runs"] if (r["name"], r["variant"]) == ("layers1-kd", "kd"))
+    kd = recs[("layers1-kd", "kd")]
+    assert kd["seeds"] == {"0": run["accuracy"]} and kd["soft_loss"] == "kd"
+    assert kd["retention"] == pytest.approx(teacher["perplexity"] / kd["perplexity"], abs=1e-3)
+    assert kd["speedup"] == pytest.approx(
+        run["generation_tokens_per_s"] / result["teacher"]["generation_tokens_per_s"], abs=0.01
+    )
+    assert kd["int8_speedup"] == pytest.approx(
+        run["int8_generation_tokens_per_s"] / result["teacher"]["generation_tokens_per_s"], abs=0.01
+    )
+    assert recs[("layers1-kd", "baseline")]["soft_loss"] is None and kd["gain_over_ce"] is not None
+    assert "| layers1-kd | kd | kd |" in (tmp_path / "pub" / "wikitext2.md").read_text()

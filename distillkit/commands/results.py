@@ -188,6 +188,25 @@ def plot(recs: list[dict[str, Any]], path: Path, title: str, metric_label: str =
     plt.close(fig)
 
 
+def publish_lm(result: dict[str, Any], stem: Path, cli: argparse.Namespace) -> None:
+    """A causal-LM benchmark's results: `lm_benchmark.lm_records` as STEM.json, its table as STEM.md, the plot."""
+    from distillkit.lm_benchmark import LM_ANCHORS, lm_markdown, lm_plot, lm_records
+
+    recs = lm_records(result)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    published = {"header": portable(result.get("header")), "metric": "perplexity", "higher_is_better": False,
+                 "targets": result.get("targets"), "anchors": LM_ANCHORS, "rows": recs}  # fmt: skip
+    table = lm_markdown(result["rows"], portable(result.get("header")) or "")
+    atomic_write_text(str(stem.with_suffix(".json")), json.dumps(published, indent=2) + "\n")
+    atomic_write_text(str(stem.with_suffix(".md")), table)
+    written = [stem.with_suffix(".json"), stem.with_suffix(".md")]
+    if not cli.no_plot:
+        lm_plot(recs, stem.with_suffix(".png"), cli.title)
+        written.append(stem.with_suffix(".png"))
+    print(table)
+    print("written: " + ", ".join(str(p) for p in written))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=" ".join(invocation("results")), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -206,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     missing = [k for k in ("teacher", "rows", "runs") if k not in result]
     if missing:
         raise ValueError(f"{source} has no {', '.join(missing)}: it is not a `distillkit benchmark` results.json.")
+    if result.get("metric") == "perplexity":  # a causal-LM benchmark
+        return publish_lm(result, Path(cli.out), cli)
     recs = records(result)
     anchors = ANCHOR_SETS[cli.anchors]
     label = cli.metric_label or ("SST-2 dev accuracy" if result.get("metric", "accuracy") == "accuracy" else
