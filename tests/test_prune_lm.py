@@ -317,3 +317,25 @@ def test_a_second_cut_of_the_same_teacher_reads_its_scores_instead_of_measuring_
     assert second["layer_perplexity_without"] == first["layer_perplexity_without"]
     costs = first["layer_perplexity_without"]
     assert second["layers_kept"] == [1 + max(range(3), key=costs.__getitem__)]
+
+
+def test_the_width_cut_alone_takes_the_cuts_heads_when_the_teachers_do_not_divide_the_new_width():
+    """SmolLM2's 9 heads do not divide 384: the report's width-alone cut must still be a loadable shape."""
+    from transformers import LlamaConfig
+
+    from distillkit.students.prune_lm import prune_lm_report
+
+    teacher, shapes = llama(), []
+    scores = measure_lm_importance(teacher, [ids(1)], layers_by="spread")
+    config = LlamaConfig(**{**teacher.config.to_dict(), "hidden_size": 20, "num_attention_heads": 4,
+                            "num_key_value_heads": 2, "num_hidden_layers": 2})  # 8 heads do not divide 20  # fmt: skip
+
+    def evaluate(model):
+        shapes.append(full_shape(model.config))
+        return {"perplexity": 1.0}
+
+    _, report = prune_lm_report(teacher, config, scores, evaluate=evaluate)
+    assert report["hidden_size_alone_with_heads"] == 4
+    width = next(s for s in shapes if s.hidden_size == 20 and s.num_layers == 3)
+    assert (width.num_heads, width.num_key_value_heads) == (4, 2) and width.intermediate_size == 64
+    assert set(report["pruned_alone"]) == {"num_layers", "hidden_size", "heads"}

@@ -289,9 +289,12 @@ def prune_lm_report(teacher: nn.Module, student_config: Any, scores: LMImportanc
     if evaluate is not None:
         report["teacher_score"] = evaluate(teacher)
         report["pruned_alone"] = {}
-        alone_shapes = {"num_layers": {"num_layers": shape.num_layers},
-                        "hidden_size": {"hidden_size": shape.hidden_size},
-                        "heads": {"num_heads": shape.num_heads, "num_key_value_heads": shape.num_key_value_heads},
+        heads = {"num_heads": shape.num_heads, "num_key_value_heads": shape.num_key_value_heads}
+        width = {"hidden_size": shape.hidden_size}
+        if shape.hidden_size % full.num_heads:  # the teacher's heads do not divide the new width: the cut's heads
+            width.update(heads)
+            report["hidden_size_alone_with_heads"] = shape.num_heads
+        alone_shapes = {"num_layers": {"num_layers": shape.num_layers}, "hidden_size": width, "heads": heads,
                         "intermediate_size": {"intermediate_size": shape.intermediate_size}}  # fmt: skip
         for name, change in alone_shapes.items():
             alone = LMPruneShape(**{**full.__dict__, **change})
