@@ -246,6 +246,19 @@ def test_a_record_timed_with_an_older_int8_scheme_is_timed_again_with_the_same_b
     assert timed["generation_tokens_per_s"] > 0
 
 
+def test_remeasured_latency_times_generation_again_and_keeps_an_int8_perplexity_of_the_same_scheme(lm_bench):
+    out, cmd, _ = lm_bench
+    path = out / "runs" / "layers1-reverse-kl" / "kd-seed0.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "int8_perplexity": 123.0, "generation_tokens_per_s": -1.0}))
+    again = subprocess.run([*cmd, "--report_only", "--remeasure_latency"], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    timed = json.loads(path.read_text())
+    assert timed["generation_tokens_per_s"] > 0 and timed["latency_remeasured"] is True
+    assert timed["int8_perplexity"] == 123.0  # same scheme: not measured again (it does not depend on the load)
+
+
 def test_the_shipped_wikitext_plan_names_existing_recipes():
     from distillkit.sst2_benchmark import load_plan
 
