@@ -6,9 +6,10 @@ token).
 Which layers: per-channel int8 weights for every `nn.Linear` except the output layer and the MLPs' down
 projections, which stay float32. Dynamic quantization gives each activation tensor one scale, and the input of a
 decoder's down projection carries the outlier features that such a scale cannot hold (Dettmers et al. 2022,
-LLM.int8()). Measured on SmolLM2-135M-Instruct, 4 held-out WikiText-2 blocks of 512 tokens, perplexity: float32
-30.75; every linear layer int8 with one scale per tensor (torch.ao's default) 126.3; per-channel weights 106.7; and
-the output layer kept float 97.0; and the down projections kept float as well 36.8.
+LLM.int8()). Measured on SmolLM2-135M-Instruct, 4 held-out WikiText-2 blocks of 512 tokens
+(`scripts/bench_lm_int8.py`), perplexity: float32 30.75; every linear layer int8 with one scale per tensor
+(torch.ao's default) 105.5; per-channel weights 94.5; and the output layer kept float 87.2; and the down projections
+kept float as well 37.1.
 
 The int8 decoder is not written as a file: dynamic quantization is a deterministic transformation of the float
 weights at load time (a two-line snippet, on the card), and the alternatives are a pickle (`torch.save` of the
