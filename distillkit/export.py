@@ -89,11 +89,12 @@ def torch_runner(name: str, model: nn.Module, path: str | None) -> Runner:
     return Runner(name, path, predict)
 
 
-def quantize_int8(module: nn.Module) -> nn.Module:
-    """`module` with every nn.Linear dynamically quantized to int8 (int8 weights, activations quantized on the fly)."""
+def quantize_int8(module: nn.Module, spec: dict | None = None) -> nn.Module:
+    """`module` with every nn.Linear dynamically quantized to int8 (int8 weights, activations quantized on the fly),
+    or the layers `spec` names (torch.ao's `qconfig_spec`: module types, or names mapped to their qconfig)."""
     with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
         warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(module, spec or {nn.Linear}, dtype=torch.qint8)
 
 
 def write_onnx(model: nn.Module, example: Batch, names: list[str], path: str) -> None:

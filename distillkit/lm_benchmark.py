@@ -26,15 +26,12 @@ from typing import Any
 import torch
 
 from .latency import generation_speed
-from .lm_export import block_perplexity, float_copy, quantize_lm_int8
+from .lm_export import INT8_SCHEME, block_perplexity, float_copy, quantize_lm_int8
 from .recipe_benchmark import RecipeBench
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import machine
 
 PROBE_PROMPTS = 5  # validation documents whose first 32 tokens prompt the timed generation
-
-
-INT8_SCHEME = "per-channel int8, output layer and down projections float"  # lm_export.quantize_lm_int8
 
 
 class LMBench(RecipeBench):
@@ -70,12 +67,9 @@ class LMBench(RecipeBench):
                    length: int) -> dict[str, Any]:  # fmt: skip
         """Greedy generation at batch 1, fp32 and int8 (`quantize_lm_int8`), and the int8 copy's perplexity on the
         validation text's blocks of `length` tokens (as the runs score it)."""
-        if self.validation_blocks is None:
-            from types import SimpleNamespace
-
-            files = SimpleNamespace(train_file=None, validation_file=self.cli.validation_file)
-            raw = self.task_type.read_data(files)["validation"]
-            self.validation_blocks = self.task_type.encode(raw, tokenizer, model.config, length, False)
+        if self.validation_blocks is None:  # the text that remeasure_latency read
+            self.validation_blocks = self.task_type.encode(self.timing_raw["validation"], tokenizer, model.config,
+                                                           length, False)  # fmt: skip
         return self.measure(model, tokenizer, texts, self.validation_blocks)
 
     def measure(self, model: Any, tokenizer: Any, texts: list[str], blocks: Any = None) -> dict[str, Any]:
@@ -114,6 +108,13 @@ def _mean_std(values: list[float], digits: int = 3) -> tuple[float, float | None
     return round(statistics.mean(values), digits), round(statistics.stdev(values), digits) if len(values) > 1 else None
 
 
+def soft_loss(row: dict[str, Any]) -> str | None:
+    """The soft loss a row was trained with (None for the teacher and the cross-entropy baselines)."""
+    if row["name"] == "teacher":
+        return None
+    return next((k for k in (row.get("losses") or {}) if k != "ce" and row["losses"][k]), None)
+
+
 def _median(group: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in group if r.get(key) is not None]
     return round(statistics.median(values), 3) if values else None
@@ -123,7 +124,9 @@ def lm_rows(teacher: dict[str, Any], runs: list[dict[str, Any]], baselines: dict
     """One row per (student, variant): perplexity mean and spread over seeds, retention (teacher ppl / student ppl),
     and for a distilled row the paired gain over its baseline (baseline ppl - student ppl, per seed)."""
     t_ppl = teacher["accuracy"]
-    rows = [{**teacher, "perplexity": t_ppl, "perplexity_std": None, "seeds": 1, "retained": 1.0}]
+    rows = [
+        {**teacher, "perplexity": t_ppl, "perplexity_std": None, "seeds": 1, "retained": 1.0, "generation_speedup": 1.0}
+    ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["name"], run["variant"]), []).append(run)
@@ -188,8 +191,7 @@ def lm_markdown(rows: list[dict[str, Any]], header: str) -> str:
             "cache"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        losses = r.get("losses") or {}
-        soft = next((k for k in losses if k != "ce" and losses[k]), "") if r["name"] != "teacher" else ""
+        soft = soft_loss(r) or ""
         ppl = num(r["perplexity"]) + (f" ± {r['perplexity_std']:.2f}" if r.get("perplexity_std") else "")
         gain = ""
         if r.get("kd_gain") is not None:
@@ -218,22 +220,20 @@ def lm_records(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One published record per row: name, variant, soft loss, params, perplexity (mean and spread over seeds, and
     each seed's), retention (teacher / student perplexity), generation speed fp32 and int8 and the speed-ups over
     the teacher's fp32 generation, int8 perplexity, the gain over cross-entropy alone, training tokens and time."""
-    teacher = result["teacher"]
-    t_speed = teacher.get("generation_tokens_per_s")
+    t_speed = result["teacher"].get("generation_tokens_per_s")
     per_seed: dict[tuple[str, str], dict[int, float]] = {}
     for run in result.get("runs", []):
         per_seed.setdefault((run["name"], run["variant"]), {})[run["seed"]] = run["accuracy"]
     records = []
     for row in result["rows"]:
-        losses = row.get("losses") or {}
         int8_speed = row.get("int8_generation_tokens_per_s")
         records.append({
             "name": row["name"], "variant": row["variant"],
-            "soft_loss": next((k for k in losses if k != "ce" and losses[k]), None),
+            "soft_loss": soft_loss(row),
             "params": row["parameters"], "perplexity": row["perplexity"], "perplexity_std": row.get("perplexity_std"),
             "seeds": {str(k): v for k, v in sorted(per_seed.get((row["name"], row["variant"]), {}).items())},
             "retention": row["retained"],
-            "speedup": round(row["generation_tokens_per_s"] / t_speed, 2) if t_speed else None,
+            "speedup": row.get("generation_speedup"),
             "int8_speedup": round(int8_speed / t_speed, 2) if t_speed and int8_speed else None,
             "generation_tokens_per_s": row.get("generation_tokens_per_s"),
             "int8_generation_tokens_per_s": int8_speed, "int8_perplexity": row.get("int8_perplexity"),
@@ -267,8 +267,8 @@ def lm_plot(records: list[dict[str, Any]], path: Any, title: str) -> None:
                         color=colour)  # fmt: skip
         for name, (_, retention, _) in LM_ANCHORS.items():
             ax.axhline(teacher["perplexity"] / retention, color="grey", linestyle=":", linewidth=1)
-            ax.annotate(f"{name}'s retention", (ax.get_xlim()[0], teacher["perplexity"] / retention), fontsize=7,
-                        color="grey", textcoords="offset points", xytext=(3, 3))  # fmt: skip
+            ax.annotate(f"{name}'s retention", (0, teacher["perplexity"] / retention), fontsize=7, color="grey",
+                        xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(3, 3))  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(label + " (log)")
@@ -302,4 +302,4 @@ def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: lis
 
 
 __all__ = ["LMBench", "LM_ANCHORS", "lm_markdown", "lm_plot", "lm_records", "lm_rows", "lm_verdicts",
-           "run_lm_benchmark"]  # fmt: skip
+           "run_lm_benchmark", "soft_loss"]  # fmt: skip

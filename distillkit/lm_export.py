@@ -30,6 +30,8 @@ from torch import nn
 from .latency import dir_size_mb, generation_speed
 
 FLOAT_LAYERS = ("lm_head", "down_proj")  # module names (or their last part) that stay float32 in the int8 decoder
+INT8_SCHEME = "per-channel int8, output layer and down projections float"  # recorded with int8 figures: change it
+# with the scheme, so that figures of another scheme are known as such
 
 INT8_SNIPPET = """import torch
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -48,15 +50,13 @@ def quantize_lm_int8(model: nn.Module, float_layers: tuple[str, ...] = FLOAT_LAY
     """`model` (float32, on the CPU) with its linear layers dynamically quantized to int8, per-channel weights,
     except those whose last name part is in `float_layers` (module docstring: why the output layer and the down
     projections stay float); `model` is left as it is."""
-    import warnings
+    from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from .export import quantize_int8
 
     spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and name.split(".")[-1] not in float_layers}  # fmt: skip
-    with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is moving to torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, spec, dtype=torch.qint8)
+    return quantize_int8(model, spec)
 
 
 @torch.no_grad()
@@ -111,7 +111,7 @@ def export_lm(directory: str, student: nn.Module, tokenizer: Any, dataset: Any, 
     for name, model, path in models:
         rows.append(measure_decoder(name, model, tokenizer, dataset, prompts, path))
         if int8:
-            print(f"export: dynamic int8 {name} (torch.ao, every nn.Linear) ...", flush=True)
+            print(f"export: dynamic int8 {name} ({INT8_SCHEME}) ...", flush=True)
             quantized = quantize_lm_int8(float_copy(model))
             row = measure_decoder(f"{name} int8", quantized, tokenizer, dataset, prompts, None)
             base = rows[-1]
@@ -133,5 +133,5 @@ def float_copy(model: nn.Module) -> nn.Module:
     return plain_copy(model)
 
 
-__all__ = ["FLOAT_LAYERS", "INT8_SNIPPET", "block_perplexity", "export_lm", "float_copy", "length_batches",
-           "quantize_lm_int8"]  # fmt: skip
+__all__ = ["FLOAT_LAYERS", "INT8_SCHEME", "INT8_SNIPPET", "block_perplexity", "export_lm", "float_copy",
+           "length_batches", "quantize_lm_int8"]  # fmt: skip

@@ -213,6 +213,7 @@ class RecipeBench:
         return []
 
     card_latency = True  # each run's card times teacher and student (a task type's benchmark may time them itself)
+    timing_raw: Any = None  # the validation data `remeasure_latency` read
 
     def retime(self, record: dict[str, Any], model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
                length: int) -> dict[str, Any]:  # fmt: skip
@@ -298,7 +299,7 @@ class RecipeBench:
 
         files = SimpleNamespace(train_file=None, validation_file=self.cli.validation_file, tag_column=-1,
                                 task=self.plan.get("task"))  # fmt: skip
-        raw = self.task_type.read_data(files)
+        raw = self.timing_raw = self.task_type.read_data(files)  # kept: a task type's timing may read it too
         if raw is None or "validation" not in raw:
             raise ValueError("--remeasure_latency needs --validation_file (the text that is timed).")
         texts, pairs = self.probe_texts(raw["validation"])

@@ -21,7 +21,6 @@ extra: `pip install "path/to/distillkit[export]"`); else `torch`.
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 import warnings
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from .export import input_names, quantize_int8, write_onnx
+from .latency import plain_copy
 from .tasks.base import output_logits
 
 BACKENDS = ("auto", "torch", "int8", "onnx", "onnx-int8")
@@ -78,7 +78,7 @@ def make_scorer(
 
         return score
     if backend == "int8":
-        quantized = quantize_int8(copy.deepcopy(model).float().eval().cpu())
+        quantized = quantize_int8(plain_copy(model))
 
         @torch.no_grad()
         def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,7 +103,7 @@ def _onnx_scorer(
             return _onnx_scorer(model, example, names, quantize, tmp)
     os.makedirs(work_dir, exist_ok=True)
     path = os.path.join(work_dir, "teacher.onnx")
-    write_onnx(copy.deepcopy(model).float().cpu(), {n: example[n].cpu() for n in names}, names, path)
+    write_onnx(plain_copy(model), {n: example[n].cpu() for n in names}, names, path)
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -16,34 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
-import warnings
 
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from distillkit.lm_export import FLOAT_LAYERS, float_copy, quantize_lm_int8  # noqa: E402
-
-
-def perplexity(model: nn.Module, blocks: torch.Tensor) -> float:
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for block in blocks:
-            logits = model(input_ids=block[None]).logits[0, :-1].float()
-            total += float(nn.functional.cross_entropy(logits, block[1:], reduction="sum"))
-            count += block.numel() - 1
-    return math.exp(total / count)
-
-
-def per_tensor_int8(model: nn.Module) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+from distillkit.export import quantize_int8  # noqa: E402
+from distillkit.lm_export import FLOAT_LAYERS, block_perplexity, float_copy, quantize_lm_int8  # noqa: E402
 
 
 def main() -> None:
@@ -62,11 +44,12 @@ def main() -> None:
     need = cli.blocks * cli.block_size
     if len(ids) < need:
         sys.exit(f"error: {cli.text} has {len(ids):,} tokens, fewer than --blocks x --block_size = {need:,}.")
-    blocks = torch.tensor(ids[:need]).view(cli.blocks, cli.block_size)
+    rows = [ids[i : i + cli.block_size] for i in range(0, need, cli.block_size)]
+    blocks = {"input_ids": rows, "labels": rows}  # every next token counted, each block scored on its own
     model = AutoModelForCausalLM.from_pretrained(cli.model).float().eval()
     variants = [
         ("fp32 (none)", lambda m: m),
-        ("every linear layer, one scale per weight tensor (torch.ao's default)", per_tensor_int8),
+        ("every linear layer, one scale per weight tensor (torch.ao's default)", quantize_int8),
         ("every linear layer, per-channel weights", lambda m: quantize_lm_int8(m, float_layers=())),
         ("per-channel, output layer fp32", lambda m: quantize_lm_int8(m, float_layers=("lm_head",))),
         ("per-channel, output layer and down projections fp32 (distillkit)",
@@ -74,7 +57,7 @@ def main() -> None:
     ]  # fmt: skip
     rows = []
     for name, make in variants:
-        ppl = perplexity(make(float_copy(model)), blocks)
+        ppl = block_perplexity(make(float_copy(model)), blocks, batch_size=1)
         rows.append({"int8 copy": name, "perplexity": round(ppl, 2)})
         print(f"| {name} | {ppl:.2f} |", flush=True)
     result = {"model": os.path.basename(os.path.normpath(cli.model)), "text": os.path.basename(cli.text),
