@@ -15,6 +15,7 @@ TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 # the weights of the terms that read inside the teacher (states, maps, Q/K/V): they need the live teacher (no
 # cache) and the student's own tokenization, and a hard-label baseline turns them all off
 INTERMEDIATE_WEIGHTS = ("hidden_weight", "attention_weight", "embedding_weight", "minilm_weight")
+CUT_PROJECTIONS = ("selection", "fixed", "random")  # a cut student's hidden projections: how they start
 STAGES = ("intermediate", "prediction")  # the two stages of the schedule that intermediate_epochs turns on
 
 
@@ -91,7 +92,13 @@ class DistillConfig(TrainingArguments):
         metadata={"help": "Relation heads A_r of the minilm loss; must divide both widths (default: the student's "
                   "attention heads)."},
     )  # fmt: skip
-    layer_map: str = field(default="uniform", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
+    layer_map: str = field(default="auto", metadata={"help": f"Layer map: {LAYER_MAP_HELP}."})
+    cut_projection: str = field(
+        default="selection",
+        metadata={"help": "A student cut from the teacher: the hidden projections (student width -> teacher width) "
+                  "start as the selection of the kept channels and are trained ('selection'), stay that selection "
+                  "('fixed'), or start random as for any student ('random')."},
+    )  # fmt: skip
     teacher_weights: list[float] | None = field(
         default=None,
         metadata={"help": "Several teachers: their weights in the ensemble, in the order of --teacher (>= 0, "
@@ -189,6 +196,8 @@ class DistillConfig(TrainingArguments):
             raise ValueError(f"hidden_loss must be one of {HIDDEN_LOSS_KINDS} (got {self.hidden_loss!r}).")
         if self.attention_loss not in ATTENTION_LOSS_KINDS:
             raise ValueError(f"attention_loss must be one of {ATTENTION_LOSS_KINDS} (got {self.attention_loss!r}).")
+        if self.cut_projection not in CUT_PROJECTIONS:
+            raise ValueError(f"cut_projection must be one of {CUT_PROJECTIONS} (got {self.cut_projection!r}).")
         if isinstance(self.teacher_cache, str) and self.teacher_cache.strip().lower() in ("none", ""):
             self.teacher_cache = None  # --teacher_cache none: the live teacher in every step
         check_backend(self.teacher_backend)

@@ -322,7 +322,7 @@ def card_info(
         "latency": latency,
         "loss_weights": trainer.loss_weights,
         "temperature": args.temperature,
-        "layer_map": args.layer_map,
+        "layer_map": f"{args.layer_map} ({', '.join(f'{s}:{t}' for s, t in trainer.layer_map)})",
         "epochs": f"{length}, batch {args.per_device_train_batch_size} per device, learning rate "
         f"{args.learning_rate:g}",
         "command": shlex.join(command),

@@ -292,7 +292,7 @@ class DistillRecipe:
         main = self.setups[args.intermediate_teacher - 1] if self.ensemble else self.setups[0]
         main_cross = self.members[args.intermediate_teacher - 1] is not None if self.ensemble else self.cross
         DistillTrainer.check_setup(self.student, main.model.config, args, self.data["train"], main_cross,
-                                   self.task_type)  # fmt: skip
+                                   self.task_type, args.intermediate_teacher == 1)  # fmt: skip
         if "labels" in self.data["train"].column_names:
             self.task_type.check_labels_in_use(self.data["train"]["labels"], self.teacher.config)
         warn_if_not_smaller(self.student.num_parameters(), self.teacher.num_parameters())  # shared tensors once

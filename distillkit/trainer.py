@@ -18,6 +18,7 @@ from .config import STAGES, DistillConfig
 from .data import TEACHER_PREFIX, member_prefix
 from .ensemble import TeacherEnsemble, ensemble_identity, ensemble_members
 from .frozen_teacher import Teacher, use_eager_attention
+from .losses.hidden import HiddenProjection
 from .losses.registry import LossInputs
 from .losses.relations import QKVCapture
 from .metrics import InOrderEvaluation
@@ -104,8 +105,15 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             teacher_model = teacher.model if isinstance(teacher, Teacher) else teacher
             columns = getattr(kwargs.get("train_dataset"), "column_names", None) or []
             self.cross_tokenizer = teacher_tokenizer is not None or TEACHER_PREFIX + "input_ids" in columns
+        cut_here = self.ensemble is None or self.ensemble[3] == 0  # a cut student's teacher is the first one
         self.loss_weights, self.loss_specs, self.layer_map = self.check_setup(
-            model, teacher_model.config, args, kwargs.get("train_dataset"), self.cross_tokenizer, self.task_type
+            model,
+            teacher_model.config,
+            args,
+            kwargs.get("train_dataset"),
+            self.cross_tokenizer,
+            self.task_type,
+            cut_here,
         )
         if self.cross_tokenizer and kwargs.get("data_collator") is None:
             if kwargs.get("processing_class") is None or teacher_tokenizer is None:
@@ -150,6 +158,13 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             if spec.build_module is not None
         }
         self.distill_modules = nn.ModuleDict({k: m for k, m in built.items() if m is not None}).to(args.device)
+        # a student cut from the teacher: its heads imitate their sources, its projections start as its channels
+        self.cut = getattr(model, "distillkit_cut", None) if cut_here else None
+        self.head_map = self.cut.head_map(self.layer_map) if self.cut is not None else None
+        if self.cut is not None and args.cut_projection != "random":
+            for module in self.distill_modules.values():
+                if isinstance(module, HiddenProjection):
+                    module.start_as_selection(self.cut.hidden, fixed=args.cut_projection == "fixed")
         # the Trainer clears the student's gradients after each optimizer step (model.zero_grad()), not the
         # optimizer's: without this the projections' gradients would pile up over the whole run
         self.add_callback(_ClearGradients(self.distill_modules))
@@ -242,6 +257,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
                     layer_map=self.layer_map,
                     module=self.distill_modules[name] if name in self.distill_modules else None,  # noqa: SIM401 (no .get)
                     qkv=self._batch_qkv if spec.needs_qkv else None,
+                    head_map=self.head_map,
                 )
             )
             terms[name] = value.detach()

@@ -25,13 +25,17 @@ def check_setup(
     train_dataset: Any = None,
     cross_tokenizer: bool = False,
     task_type: str | TaskType | None = None,
+    cut_from_this_teacher: bool = True,
 ) -> tuple[dict[str, float], dict[str, LossSpec], LayerMap]:
     """Every check that can fail before training, without building anything: teacher / student fit, the loss
-    names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map)."""
+    names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map).
+    `cut_from_this_teacher`: False where a student cut from one teacher matches the layers of another (an
+    ensemble's --intermediate_teacher), so that its cut does not pair layers."""
     check_models(teacher_config, model.config, cross_tokenizer, resolve_task_type(task_type, model))
     weights = args.loss_weights()
     specs = {name: get_loss(name) for name in weights}
-    layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers)
+    cut = getattr(model, "distillkit_cut", None) if cut_from_this_teacher else None  # its layers' sources
+    layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers, cut)
     needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions or s.needs_qkv]
     if cross_tokenizer and needing:
         raise ValueError(

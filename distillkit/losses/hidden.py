@@ -55,6 +55,7 @@ def attention_loss(
     teacher_attn: Tensor,
     mask: Tensor | None = None,
     kind: str = "kl",
+    teacher_heads: list[int] | None = None,
 ) -> Tensor:
     """Distance between attention maps (post-softmax probabilities, as returned with `output_attentions=True`).
 
@@ -64,6 +65,8 @@ def attention_loss(
             from a 12-head teacher; with equal counts head h imitates head h.
         mask: optional (batch, seq), 1 for real tokens; padded query rows (and, for MSE, padded key columns) count
             for nothing.
+        teacher_heads: for a student cut from the teacher, the teacher head each student head was cut from: student
+            head h imitates teacher head teacher_heads[h] (the other teacher heads are not read).
 
     kind "kl": KL(teacher row || student row) for every query row (a distribution over keys), summed over keys and
         averaged over heads and unmasked rows.
@@ -75,6 +78,12 @@ def attention_loss(
             f"attention maps differ in shape: student {tuple(student_attn.shape)}, teacher {tuple(teacher_attn.shape)}."
         )
     s, t = student_attn.float(), teacher_attn.float()
+    if teacher_heads is not None:
+        if len(teacher_heads) != s.shape[1]:
+            raise ValueError(
+                f"the student has {s.shape[1]} heads, but {len(teacher_heads)} teacher heads were named as theirs."
+            )
+        t = t[:, teacher_heads]
     if s.shape[1] != t.shape[1]:
         # (batch, 1, seq, seq): different head counts cannot be paired one to one
         s, t = s.mean(dim=1, keepdim=True), t.mean(dim=1, keepdim=True)
@@ -109,3 +118,22 @@ class HiddenProjection(nn.Module):
     def forward(self, index: int, hidden: Tensor) -> Tensor:
         """hidden: (batch, seq, student_dim) -> (batch, seq, teacher_dim), through the projection of pair `index`."""
         return self.proj[index](hidden)
+
+    def start_as_selection(self, channels: list[int], fixed: bool = False) -> None:
+        """For a student cut from the teacher: each projection starts as the map that puts student channel k back
+        at the teacher channel `channels[k]` it was cut from (weight 1 there, 0 elsewhere, no bias), so that the
+        student's states as cut are compared with the teacher's own channels from step 0; the teacher's channels
+        the cut left out are compared with 0. `fixed`: the projections stay that selection (not trained)."""
+        if len(channels) != self.student_dim or not all(0 <= c < self.teacher_dim for c in channels):
+            raise ValueError(
+                f"a selection from {self.student_dim} student channels into {self.teacher_dim} teacher channels needs "
+                f"one teacher channel per student channel (got {len(channels)})."
+            )
+        for proj in self.proj:
+            if isinstance(proj, nn.Identity):
+                continue
+            with torch.no_grad():
+                proj.weight.zero_()
+                proj.weight[torch.tensor(channels), torch.arange(self.student_dim)] = 1.0
+                proj.bias.zero_()
+            proj.requires_grad_(not fixed)

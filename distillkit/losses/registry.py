@@ -47,6 +47,8 @@ class LossInputs:
     module: nn.Module | None = None
     # for losses with needs_qkv: ((student Q, K, V), (teacher Q, K, V)), each (batch, seq, width), read by hooks
     qkv: tuple[tuple[Tensor, ...], tuple[Tensor, ...]] | None = None
+    # a student cut from the teacher: per layer_map pair, the teacher heads its heads were cut from (None: not paired)
+    head_map: list[list[int] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,14 +183,14 @@ def _embedding(inputs: LossInputs) -> Tensor:
 
 @register_loss("attention", needs_attentions=True)
 def _attention(inputs: LossInputs) -> Tensor:
-    pairs = [(s, t) for s, t in inputs.layer_map if s > 0 and t > 0]  # layer 0 (embeddings) has no attention
+    # layer 0 (embeddings) has no attention; a cut student's heads imitate the heads they were cut from
+    heads = inputs.head_map or [None] * len(inputs.layer_map)
+    pairs = [(s, t, h) for (s, t), h in zip(inputs.layer_map, heads) if s > 0 and t > 0]
     if not pairs:
         raise ValueError("the attention loss needs at least one layer pair above 0 in layer_map.")
     s_attn, t_attn = inputs.student_outputs.attentions, inputs.teacher_outputs.attentions
-    terms = [
-        attention_loss(s_attn[s - 1], t_attn[t - 1], inputs.attention_mask, inputs.args.attention_loss)
-        for s, t in pairs
-    ]
+    kind = inputs.args.attention_loss
+    terms = [attention_loss(s_attn[s - 1], t_attn[t - 1], inputs.attention_mask, kind, h) for s, t, h in pairs]
     return sum(terms) / len(terms)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.unlabeled import NO_LABEL
+from ..losses.layer_map import CutMap
 from ..tasks.base import TARGET_COLUMNS
 from .importance import _LAYOUTS, Importance, _layout, measure_importance
 from .init import spread_layers
@@ -188,7 +189,14 @@ def prune(
         notes.append(f"MPNet shares its relative-position bias: the same heads {keep.heads[0]} kept in every layer")
     student.distillkit_init_notes = notes
     student.distillkit_prune_plan = keep
+    student.distillkit_cut = cut_map(keep)
     return student
+
+
+def cut_map(keep: Plan) -> CutMap:
+    """Where each layer, head and channel of the student came from (what `--layer_map pruned` and the hidden
+    projections' selection start read)."""
+    return CutMap(layers=[i + 1 for i in keep.layers], heads=[list(h) for h in keep.heads], hidden=keep.hidden.tolist())
 
 
 def _copy_norms(src: nn.Module, dst: nn.Module, hidden: Tensor) -> None:
