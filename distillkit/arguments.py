@@ -49,6 +49,12 @@ class ModelArguments:
         metadata={"help": "--student pruned: training examples on which the teacher's units are scored (first-order "
                   "Taylor importance) before it is cut."},
     )  # fmt: skip
+    prune_steps: int = field(
+        default=1,
+        metadata={"help": "--student pruned (encoders): cut the teacher towards the student's shape in this many "
+                  "steps, distilling between them (each dimension shrinks by the same factor at every step; the "
+                  "training steps are split evenly over them, so the total equals one cut's). 1: one cut."},
+    )  # fmt: skip
     prune_scores: str | None = field(
         default=None,
         metadata={"help": "--student pruned, decoder LMs: a file for the teacher's importance scores. Read when it "
@@ -113,6 +119,12 @@ class ModelArguments:
                 f"prune_samples must be >= 1 (got {self.prune_samples}): --student pruned scores the teacher's units "
                 "on that many training examples (512 is the default)."
             )
+        if self.prune_steps < 1:
+            raise ValueError(f"prune_steps must be >= 1 (got {self.prune_steps}): 1 cuts the teacher once, N in N "
+                             "steps with distillation between them.")  # fmt: skip
+        if self.prune_steps > 1 and self.student != "pruned":
+            raise ValueError(f"--prune_steps {self.prune_steps} cuts a student from the teacher in steps: it needs "
+                             f"--student pruned (got --student {self.student}).")  # fmt: skip
         if self.trim_vocab_min_count < 1:
             raise ValueError(
                 f"trim_vocab_min_count must be >= 1 (got {self.trim_vocab_min_count}): --trim_vocab keeps the tokens "

@@ -80,3 +80,14 @@ def invocation(command: str) -> list[str]:
 def command_name(command: str) -> str:
     """The command as the user can type it in messages (`distillkit push`, or the script they used)."""
     return " ".join(invocation(command))
+
+
+def portable(text: str | None) -> str | None:
+    """The text with this machine's folders written as a reader's would be: the home folder as ~, the folder above
+    the working directory (where ../shared lives beside a checkout) as .., so that published JSON holds no
+    machine paths."""
+    if not text:
+        return text
+    home, parent = os.path.expanduser("~"), os.path.dirname(os.getcwd())
+    text = text.replace(home + "/", "~/")
+    return text.replace(parent + "/", "../") if parent not in ("", "/") else text

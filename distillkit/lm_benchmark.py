@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from .cli import portable
 from .latency import generation_speed
 from .lm_export import INT8_SCHEME, block_perplexity, float_copy, quantize_lm_int8
 from .recipe_benchmark import RecipeBench
@@ -282,7 +283,6 @@ def lm_plot(records: list[dict[str, Any]], path: Any, title: str) -> None:
 
 def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: list[str]):
     """As `run_recipe_benchmark`, for `task_type: causal-lm` plans; returns (the output folder, the rows)."""
-    from .commands.results import portable
 
     bench = LMBench(plan, cli)
     wall = time.perf_counter()

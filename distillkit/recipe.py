@@ -1,9 +1,9 @@
 """The main job as a recipe: data -> teachers (fine-tuned first if needed) -> student -> distillation -> outputs.
 
 `DistillRecipe` runs it as named steps (torchtune's recipes): `load_data`, `load_teachers`, `build_student`,
-`tokenize`, `check`, `teacher_stage`, `finish_student`, `make_trainer`, `write_run_files`, `train`, `evaluate`,
-`write_outputs`, `push`. A subclass, or the SST-2 benchmark, calls or overrides any of them. Every check on the
-inputs runs before anything is written to the output directory; the first write is the run's recipe, just before
+`tokenize`, `check`, `teacher_stage`, `finish_student`, `prune_in_steps`, `make_trainer`, `write_run_files`, `train`,
+`evaluate`, `write_outputs`, `push`. A subclass, or the SST-2 benchmark, calls or overrides any of them. Every check on
+the inputs runs before anything is written to the output directory; the first write is the run's recipe, just before
 training starts.
 """
 
@@ -43,6 +43,7 @@ from .hub import push_student, teacher_scores_line
 from .metrics import evaluate_model
 from .plan import build_plan, weights_text
 from .progress import TimeEstimate, announce
+from .prune_schedule import run_prune_steps, step_shapes
 from .recipe_steps import (
     DATA_REPORT,
     PRUNE_REPORT,
@@ -115,6 +116,7 @@ class DistillRecipe:
         # ---- every input is checked (the teacher cache, when the trainer is built): outputs are written from here
         self.teacher_stage()
         self.finish_student()
+        self.prune_in_steps()
         self.make_trainer()
         self.write_run_files()
         self.train()
@@ -334,7 +336,10 @@ class DistillRecipe:
         if first.needs_stage and model_args.init_from_teacher:
             self.student = make_student(model_args, self.teacher, self.args.seed, self.task_type)
         if model_args.student == "pruned":  # cut by importance, measured on the (fine-tuned) teacher
-            self.student, self.prune_report = prune_student(self, self.teacher_data)
+            steps = model_args.prune_steps
+            self.prune_shapes = step_shapes(self.teacher.config, self.student, steps) if steps > 1 else None
+            first = self.prune_shapes[0] if steps > 1 else None
+            self.student, self.prune_report = prune_student(self, self.teacher_data, first)
         if self.trimmed is not None:
             self.student = trim_embeddings(self.student, self.trimmed.kept_ids)
         if model_args.attention_dropout is not None:
@@ -343,11 +348,20 @@ class DistillRecipe:
     def make_trainer(self) -> None:
         """The `DistillTrainer` (it checks and builds the teacher cache), and the models' sizes."""
         args, seq_len = self.args, self.data_args.max_seq_length
-        self.stop = StopOnSignal()
         announce("distillation", f"{len(self.data['train']):,} rows, losses {weights_text(args.loss_weights())}")
+        self.trainer = self.new_trainer(self.student, args)
+        sizes = {"teacher": size_report(self.teacher, seq_len), "student": size_report(self.student, seq_len)}
+        sizes["student"]["initialisation"] = getattr(self.student, "distillkit_init_notes", [])
+        self.result.sizes = sizes
+        logger.info("model sizes (FLOPs per token at sequence length %d):\n%s", seq_len, format_size_table(sizes))
+
+    def new_trainer(self, student: Any, args: DistillConfig) -> DistillTrainer:
+        """A `DistillTrainer` of `student` with `args` on the run's data and teachers (the run's own, or one step of
+        --prune_steps)."""
+        self.stop = StopOnSignal()
         teacher_tok = {"teacher_processing_class": self.members if self.ensemble else self.tokenizer}
-        self.trainer = DistillTrainer(
-            model=self.student,
+        return DistillTrainer(
+            model=student,
             teacher=[s.model for s in self.setups] if self.ensemble else self.teacher,
             args=args,
             train_dataset=self.data["train"],
@@ -358,10 +372,12 @@ class DistillRecipe:
             task_type=self.task_type,
             **(teacher_tok if self.ensemble or self.cross else {}),
         )
-        sizes = {"teacher": size_report(self.teacher, seq_len), "student": size_report(self.student, seq_len)}
-        sizes["student"]["initialisation"] = getattr(self.student, "distillkit_init_notes", [])
-        self.result.sizes = sizes
-        logger.info("model sizes (FLOPs per token at sequence length %d):\n%s", seq_len, format_size_table(sizes))
+
+    def prune_in_steps(self) -> None:
+        """--prune_steps N: the steps before the last, each trained and cut further (`prune_schedule.py`); the
+        student is then the last cut, which the recipe's own training distils for the last step's share."""
+        if self.model_args.student == "pruned" and self.model_args.prune_steps > 1:
+            run_prune_steps(self)
 
     def write_run_files(self) -> None:
         """The recipe, the size report, the data report (and the prune report), before the first step."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from .cli import portable
 from .config import INTERMEDIATE_WEIGHTS
 from .loading import load_tokenizer
 from .metrics import evaluate_model
@@ -363,7 +364,7 @@ def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command:
     header = (
         f"{plan.get('title', 'benchmark')}; score: {label}; profile {cli.profile or 'none'}; trained on {device}, "
         f"{os.cpu_count()} CPU cores ({machine()['cpu']}); latency: batch 1 on the CPU, {torch.get_num_threads()} "
-        f"threads, {LATENCY_PROBE} validation sentences. Command: {shlex.join(command)}"
+        f"threads, {LATENCY_PROBE} validation sentences. Command: {portable(shlex.join(command))}"
     )
     goals = bench.goals
     result = {"header": header, "metric": bench.metric, "teacher": teacher, "rows": rows, "runs": runs,

@@ -206,10 +206,13 @@ def make_student(model_args: Any, teacher: Any, seed: int, task_type: TaskType) 
     )
 
 
-def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
-    """--student pruned: the teacher cut to the student's shape by importance on the training rows (the teacher's
-    tokenization); with validation data, the report has the scores of each cut alone and of the student as cut."""
+def prune_student(recipe: Any, teacher_data: Any, shape: Any = None) -> tuple[Any, dict[str, Any]]:
+    """--student pruned: the teacher cut to the student's shape (or to `shape`, the first of --prune_steps) by
+    importance on the training rows (the teacher's tokenization); with validation data, the report has the scores
+    of each cut alone and of the student as cut."""
     model_args, args = recipe.model_args, recipe.args
+    if recipe.task_type.chunked_lm_losses and model_args.prune_steps > 1:
+        raise ValueError("--prune_steps cuts an encoder in steps; a decoder LM is cut once (leave out --prune_steps).")
     if recipe.task_type.chunked_lm_losses:
         return prune_lm_student(recipe, teacher_data)
     if model_args.prune_scores:
@@ -230,7 +233,7 @@ def prune_student(recipe: Any, teacher_data: Any) -> tuple[Any, dict[str, Any]]:
 
     student, report = prune_on_data(
         recipe.teacher, recipe.student, teacher_data["train"], collator,
-        model_args.prune_samples, evaluate=score, layers_by=model_args.prune_layers,
+        model_args.prune_samples, evaluate=score, layers_by=model_args.prune_layers, shape=shape,
     )  # fmt: skip
     logger.info("pruned student: %s", "; ".join(student.distillkit_init_notes))
     return student, report

@@ -117,6 +117,9 @@ def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
         if found is None and glob.glob(os.path.join(output_dir, "teacher*", "checkpoint-*", COMPLETE_MARKER)):
             logger.info("%s: the run stopped in its teacher stage, which resumes from its checkpoint", output_dir)
             return None
+        if found is None and glob.glob(os.path.join(output_dir, "prune-step-*", "checkpoint-*", COMPLETE_MARKER)):
+            logger.info("%s: the run stopped in a step of --prune_steps, which resumes from its checkpoint", output_dir)
+            return None
         if found is None:
             raise ValueError(
                 f"--resume_from_checkpoint latest: {output_dir!r} holds no complete checkpoint "

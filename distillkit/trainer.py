@@ -290,6 +290,16 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.task_type.chunked_lm_losses:  # a language model: token losses in chunks from hidden states
             return self.compute_lm_loss(model, inputs, return_outputs)
+        loss, terms, student_outputs = self.loss_terms(model, inputs)
+        self.record_terms(model, terms)
+        if return_outputs:
+            # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
+            return loss, {"loss": loss, "logits": output_logits(student_outputs)}
+        return loss
+
+    def loss_terms(self, model, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        """One batch through both models: (weighted loss, {name: unweighted term}, the student's outputs). Also what
+        a script reads to see the losses of a student before any training (scripts/cut_layer_losses.py)."""
         # the student computes no loss of its own: labels are only for the registered losses
         student_inputs = {
             k: v for k, v in inputs.items()
@@ -308,11 +318,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
         loss, terms = self.compute_distill_loss(
             self.loss_view(student_outputs, mask), self.loss_view(teacher_outputs, mask), inputs
         )
-        self.record_terms(model, terms)
-        if return_outputs:
-            # only the logits go on to evaluation: hidden states and attention maps would be gathered as predictions
-            return loss, {"loss": loss, "logits": output_logits(student_outputs)}
-        return loss
+        return loss, terms, student_outputs
 
     def compute_lm_loss(self, model, inputs, return_outputs=False):
         """A language model's step: each model's last hidden states at the counted positions (a position whose next

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distillkit.cli import invocation
+from distillkit.cli import invocation, portable
 from distillkit.resilience import atomic_write_text
 
 # published SST-2 figures of small BERTs, for the table's anchor column and the plot: (parameters, accuracy %, note)
@@ -48,19 +48,6 @@ ANCHOR_SETS = {"sst2": ANCHORS, "conll2003": CONLL_ANCHORS, "squad": SQUAD_ANCHO
 SECONDARY_SCORES = (("exact_match", "em"),)
 
 
-def portable(text: str | None) -> str | None:
-    """The text with this machine's folders written as a reader's would be: the home folder as ~, the folder above
-    the working directory (where ../shared lives beside a checkout) as .., so that published JSON holds no
-    machine paths."""
-    import os
-
-    if not text:
-        return text
-    home, parent = os.path.expanduser("~"), os.path.dirname(os.getcwd())
-    text = text.replace(home + "/", "~/")
-    return text.replace(parent + "/", "../") if parent not in ("", "/") else text
-
-
 def records(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One record per row of a benchmark result, each with its seeds' own runs. A benchmark scored by another
     metric than accuracy (`result["metric"]`, e.g. entity F1) has its score under that name too."""
@@ -75,7 +62,7 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
         record = {
             "name": row["name"],
             "variant": row["variant"],
-            "model": row.get("model"),
+            "model": portable(row.get("model")),  # a local folder as ~/... or ../...
             "params": row["parameters"],
             "size_mb": row.get("size_mb"),
             "accuracy": row["accuracy"],
@@ -87,6 +74,9 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
             "speedup": row.get("speedup_fp32"),
             "speedup_int8": _ratio(teacher.get("latency_fp32_ms"), row.get("latency_int8_ms")),
             "speedup_onnx": _ratio(teacher.get("latency_fp32_ms"), row.get("latency_onnx_ms")),
+            # each export's own dev score: its speed-up counts only if it keeps the fp32 score (within 0.5 points)
+            "accuracy_int8": row.get("accuracy_int8"),
+            "accuracy_onnx": row.get("accuracy_onnx"),
             "gain_over_baseline": row.get("kd_gain"),
             "gain_std": row.get("kd_gain_std"),
             "seeds": [r["seed"] for r in group] or [None],
@@ -130,8 +120,10 @@ def markdown(recs: list[dict[str, Any]], metric_label: str = "accuracy",
         return "" if v is None else f"{v:.2f}"
 
     extra = [(key, short) for key, short in SECONDARY_SCORES if any(short in r for r in recs)]
+    exported = any(r.get("accuracy_int8") is not None for r in recs)
     head = ["model", "variant", "params", "MB", "CPU ms fp32 / int8 / onnx", "speed-up", f"{metric_label} %",
-            *(f"{short.upper()} %" for _, short in extra), "retained %", "gain over baseline (pts)", "seeds",
+            *(f"{short.upper()} %" for _, short in extra), *([f"int8 / ONNX {metric_label} %"] if exported else []),
+            "retained %", "gain over baseline (pts)", "seeds",
             "data", "epochs", "train time", "published anchor"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in recs:
@@ -147,7 +139,9 @@ def markdown(recs: list[dict[str, Any]], metric_label: str = "accuracy",
         cells = [r["name"], r["variant"], f"{r['params'] / 1e6:.1f}M", f"{r['size_mb']:.0f}",
                  " / ".join(ms(r[k]) for k in ("latency_fp32_ms", "latency_int8_ms", "latency_onnx_ms")),
                  "" if r["speedup"] is None else f"{r['speedup']:.1f}x", acc,
-                 *(pct(r.get(short)) for _, short in extra), pct(r["retention"]), gain,
+                 *(pct(r.get(short)) for _, short in extra),
+                 *([f"{pct(r.get('accuracy_int8'))} / {pct(r.get('accuracy_onnx'))}"] if exported else []),
+                 pct(r["retention"]), gain,
                  str(len(r["seeds"])), f"{r['train_examples'] or 0:,}", epochs, minutes, anchor]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..cli import portable
 from ..resilience import atomic_write_text
 from .plan import load_plan
 from .report import markdown, summarize, svg_plot, targets
@@ -58,7 +59,7 @@ def run_benchmark(cli: Any, command: list[str]) -> tuple[Path, list[dict[str, An
         f"{os.cpu_count()} CPU cores; latency: batch 1 on the CPU, {torch.get_num_threads()} threads, "
         f"{LATENCY_PROBE} dev sentences"
         + (", all re-timed after training" if cli.remeasure_latency else "")
-        + f". Command: {shlex.join(command)}"
+        + f". Command: {portable(shlex.join(command))}"  # no machine paths: ~ for the home folder
     )
     result = {"header": header, "teacher": teacher, "rows": rows, "runs": runs, "targets": targets(rows),
               "wall_s": round(time.perf_counter() - wall, 1)}  # fmt: skip

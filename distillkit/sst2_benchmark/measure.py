@@ -7,32 +7,52 @@ import contextlib
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from importlib.util import find_spec
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..export import export_int8, export_onnx
 from ..latency import batches, dir_size_mb, latency_ms, model_latency_ms
 
+# (predict: token-id batch -> logits, the tokenizer) -> {metric: value}
+Scorer = Callable[[Callable[[dict[str, torch.Tensor]], np.ndarray], Any], dict[str, float]]
+
 
 def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_length: int,
-                  pairs: list[str] | None = None) -> dict[str, float]:  # fmt: skip
+                  pairs: list[str] | None = None, score: Scorer | None = None,
+                  timed: bool = True) -> dict[str, Any]:  # fmt: skip
     """ms per example at batch 1 on the CPU: the float model, its dynamic int8 export, and its ONNX export in
     onnxruntime (fp32; only where onnxruntime is installed: the `export` extra). `pairs`: the second texts (a
-    question's context), truncated with the first to `max_length` tokens."""
+    question's context), truncated with the first to `max_length` tokens. `score`: each export is also scored on the
+    dev set (`accuracy_int8`, `accuracy_onnx`: a speed-up counts only if the export keeps the student's accuracy);
+    `timed=False` scores without timing."""
     model = model.float().cpu().eval()
     inputs = batches(tokenizer, texts, 1, max_length, pairs)
-    fp32 = model_latency_ms(model, inputs)
-    with tempfile.TemporaryDirectory() as tmp:
-        runner = export_int8(model, inputs[0], tmp)
-        int8 = latency_ms(runner.predict, inputs)
-    timings = {"latency_fp32_ms": round(fp32, 3), "latency_int8_ms": round(int8, 3)}
-    if find_spec("onnxruntime"):
+    figures: dict[str, Any] = {"latency_fp32_ms": round(model_latency_ms(model, inputs), 3)} if timed else {}
+    exports = [("int8", export_int8)] + ([("onnx", export_onnx)] if find_spec("onnxruntime") else [])
+    for name, export in exports:
         with tempfile.TemporaryDirectory() as tmp:
-            runner = export_onnx(model, inputs[0], tmp)
-            timings["latency_onnx_ms"] = round(latency_ms(runner.predict, inputs), 3)
-    return timings
+            runner = export(model, inputs[0], tmp)
+            if timed:
+                figures[f"latency_{name}_ms"] = round(latency_ms(runner.predict, inputs), 3)
+            if score is not None:
+                scores = score(runner.predict, tokenizer)
+                figures.update({f"{metric}_{name}": value for metric, value in scores.items()})
+    return figures
+
+
+def accuracy_scorer(texts: list[str], labels: list[int], max_length: int, batch_size: int = 64) -> Scorer:
+    """Dev accuracy of a predict function (batches of token ids -> logits), its inputs tokenized by the tokenizer
+    that the model was trained with (a trimmed vocabulary has its own)."""
+
+    def score(predict: Callable[[dict[str, torch.Tensor]], np.ndarray], tokenizer: Any) -> dict[str, float]:
+        predicted = np.concatenate([predict(b).argmax(-1) for b in batches(tokenizer, texts, batch_size, max_length)])
+        return {"accuracy": round(float((predicted == np.asarray(labels)).mean()), 4)}
+
+    return score
 
 
 def machine() -> dict[str, Any]:

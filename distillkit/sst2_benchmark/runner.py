@@ -25,7 +25,7 @@ from ..recipes import parse_args
 from ..resilience import InterruptedRun, TrainingClock, atomic_write_text, latest_checkpoint
 from ..tasks import get_task_type
 from ..teacher_stage import finetune_teacher
-from .measure import cpu_latencies, machine, weights_mb
+from .measure import accuracy_scorer, cpu_latencies, machine, weights_mb
 from .plan import PLAN_KEYS, flag_list, local_name
 from .student_run import BenchRun
 
@@ -55,6 +55,9 @@ class Bench:
 
     def set_metrics(self, config: Any) -> None:
         self.compute_metrics = self.task_type.compute_metrics(config, self.task.metrics, self.task.name)
+        labels = self.task_type.label_encoder(config)(list(self.validation["label"]))
+        texts = [str(t) for t in self.validation[self.text_column]]
+        self.score_export = accuracy_scorer(texts, labels, self.max_length)  # each export's dev accuracy
 
     def subset(self, n: int | None):
         return self.train_all if n is None else self.train_all.select(range(min(n, len(self.train_all))))
@@ -149,8 +152,11 @@ class Bench:
         flags = self.training_flags(spec["recipe"], spec["flags"])
         flags += ["--teacher", self.teacher_dir, "--output_dir", str(run_dir), "--seed", str(seed)]
         run = BenchRun(self, spec, variant, seed, flags, [(teacher, teacher_tok), *(extra or [])])
+        given_max_steps = run.args.max_steps  # --prune_steps sets the last step's share
         run.prepare()
         args, student = run.args, run.student
+        schedule = run.prune_report if isinstance(run.prune_report, dict) and "train_steps" in run.prune_report else {}
+        earlier_steps, earlier_s = sum(schedule.get("train_steps", [0])[:-1]), sum(schedule.get("train_s", []))
         # where the student starts: a pruned student should start far above chance, a random one at it
         init_accuracy = evaluate_model(student, run.student_tokenizer, run.data["validation"], args,
                                        self.compute_metrics)["eval_accuracy"]  # fmt: skip
@@ -168,7 +174,7 @@ class Bench:
         if run.stop.received is not None:  # stopped by a signal: the checkpoint stays, nothing is recorded
             raise InterruptedRun(f"interrupted: {spec['name']} {variant} seed {seed} resumes when started again",
                                  run.stop.received)  # fmt: skip
-        seconds = clock.seconds
+        seconds = clock.seconds + earlier_s if clock.seconds is not None else None  # with --prune_steps' steps
         # accuracy needs no teacher: a plain evaluation (the DistillTrainer's would run the teacher for its eval loss)
         metrics = evaluate_model(trainer.model, run.student_tokenizer, run.data["validation"], args,
                                  self.compute_metrics)  # fmt: skip
@@ -186,11 +192,14 @@ class Bench:
             "init_accuracy": round(init_accuracy, 4),
             "pruned": run.prune_report,
             "train_examples": len(train),
-            "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
+            "epochs": args.num_train_epochs if given_max_steps <= 0 else None,
             "intermediate_epochs": args.intermediate_epochs or None,  # stage 1 of the two-stage schedule
-            "steps": trainer.state.global_step,
+            "steps": earlier_steps + trainer.state.global_step,
+            "prune_steps": run.model_args.prune_steps if schedule else None,
             "train_s": round(seconds, 1) if seconds is not None else None,  # over every resumption of the run
-            "train_examples_per_s": round(trainer.state.global_step * args.train_batch_size / seconds, 1)
+            "train_examples_per_s": round(
+                (earlier_steps + trainer.state.global_step) * args.train_batch_size / seconds, 1
+            )
             if seconds
             else None,
             "resumed_from_step": int(resume.rsplit("-", 1)[1]) if resume else None,
@@ -214,8 +223,11 @@ class Bench:
         logger.info("%s", message)
 
     def latencies(self, model: Any, tokenizer: Any) -> dict[str, float]:
-        """Timed as each run ends, unless every model is re-timed at the end anyway (--remeasure_latency)."""
-        return {} if self.cli.remeasure_latency else cpu_latencies(model, tokenizer, self.probe, self.max_length)
+        """Timed and its exports scored as each run ends, unless every model is re-timed at the end anyway
+        (--remeasure_latency)."""
+        if self.cli.remeasure_latency:
+            return {}
+        return cpu_latencies(model, tokenizer, self.probe, self.max_length, score=self.score_export)
 
     def remeasure_latency(self, teacher: dict[str, Any], runs: list[dict[str, Any]], everything: bool) -> None:
         """Time the saved models one after the other once training is over: all of them (`everything`: latencies
@@ -225,13 +237,17 @@ class Bench:
         for run in runs:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
-        timings = ("latency_fp32_ms", "latency_int8_ms") + (("latency_onnx_ms",) if find_spec("onnxruntime") else ())
+        exports = ("int8", "onnx") if find_spec("onnxruntime") else ("int8",)
+        timings = ("latency_fp32_ms", *(f"latency_{e}_ms" for e in exports))
         for record, model_dir, json_path in targets:
-            if not everything and all(k in record for k in timings):
+            timed = everything or not all(k in record for k in timings)
+            if not timed and all(f"accuracy_{e}" in record for e in exports):
                 continue
             model = self.task_type.auto_model_class().from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
-            record.update(cpu_latencies(model, tokenizer, self.probe, self.max_length), latency_remeasured=True)
+            # a record from before the exports were scored gets their accuracy alone: its timings stay
+            figures = cpu_latencies(model, tokenizer, self.probe, self.max_length, score=self.score_export, timed=timed)
+            record.update(figures, **({"latency_remeasured": True} if timed else {}))
             atomic_write_text(str(json_path), json.dumps(record, indent=2))
             logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
             del model

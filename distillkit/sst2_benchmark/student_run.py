@@ -46,6 +46,8 @@ class BenchRun(DistillRecipe):
         self.check()
         self.teacher_stage()  # no teacher is fine-tuned here: this reads the plan teacher's scores
         self.finish_student()
+        self.resume_steps = True  # --prune_steps: a step stopped with the session goes on from its checkpoint
+        self.prune_in_steps()
 
     def load_data(self) -> None:
         bench, data_args = self.bench, self.data_args

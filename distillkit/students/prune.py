@@ -249,13 +249,15 @@ def prune_on_data(
     batch_size: int = 32,
     evaluate: Any = None,
     layers_by: str = "spread",
+    shape: PruneShape | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Cut `teacher` to `student`'s shape, choosing by importance on the first `samples` labelled rows of `dataset`
-    (the teacher's tokenization). Returns (the student, a report of what was kept). With `evaluate(model) -> scores`
-    (the validation metrics), the report also has the teacher's score with each dimension pruned alone to its target
-    (`pruned_alone`), the pruned student's before any training, and the teacher's."""
-    c = student.config
-    shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
+    """Cut `teacher` to `student`'s shape (or to `shape`), choosing by importance on the first `samples` labelled
+    rows of `dataset` (the teacher's tokenization). Returns (the student, a report of what was kept). With
+    `evaluate(model) -> scores` (the validation metrics), the report also has the teacher's score with each dimension
+    pruned alone to its target (`pruned_alone`), the pruned student's before any training, and the teacher's."""
+    if shape is None:
+        c = student.config
+        shape = PruneShape(c.num_hidden_layers, c.num_attention_heads, c.hidden_size, c.intermediate_size)
     targets = [c for c in TARGET_COLUMNS if c in dataset.column_names]  # `labels`, or a span head's two
     labels = dataset[targets[0]] if targets else []
     # not the teacher-only rows (-100 / NaN; a tagged sentence: no tagged token)
