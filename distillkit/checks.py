@@ -5,11 +5,13 @@ in its task type (`tasks/`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from transformers.integrations import integration_utils
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,18 @@ _INTEGRATIONS: dict[str, tuple[Callable[[], bool], str]] = {
 }
 
 DEFAULT_LOGGING_STEPS = 500  # TrainingArguments' own default
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX). Elsewhere torch emulates bf16 matmuls:
+    on a 2-core AVX2 EPYC a 512 x 768 by 768 x 3072 product took 164 ms in bf16 against 30 ms in fp32."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(probe is not None for probe in probes):
+        return any(probe() for probe in probes if probe is not None)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
 
 
 def check_report_to(report_to: list[str] | str | None) -> None:

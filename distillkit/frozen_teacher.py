@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import cpu_has_fast_bf16
 from .data import TEACHER_PREFIX, teacher_part
 from .tasks.base import TARGET_COLUMNS
 
@@ -60,6 +61,12 @@ class Teacher:
         self.set_outputs(output_hidden_states, output_attentions)
         if isinstance(dtype, str):
             dtype = _DTYPES[dtype]
+        on_cpu = (self.device if device is None else torch.device(device)).type == "cpu"
+        if dtype == torch.bfloat16 and on_cpu and not cpu_has_fast_bf16():
+            logger.warning(
+                "--teacher_dtype bfloat16 on a CPU without AVX-512 BF16 or AMX: bf16 is emulated there and runs "
+                "several times slower than float32 (a benchmark profile switches to float32 itself)"
+            )
         if dtype is not None or device is not None:
             model.to(device=device, dtype=dtype)
         self._accepted = set(inspect.signature(model.forward).parameters)

@@ -292,7 +292,9 @@ def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: lis
     header = (
         f"{plan.get('title', 'benchmark')}; score: validation perplexity (lower is better); trained on {device}, "
         f"{os.cpu_count()} CPU cores ({machine()['cpu']}); generation: greedy, batch 1 on the CPU, fp32, "
-        f"{torch.get_num_threads()} threads. Command: {portable(shlex.join(command))}"
+        f"{torch.get_num_threads()} threads"
+        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
+        + f". Command: {portable(shlex.join(command))}"
     )
     result = {"header": header, "metric": "perplexity", "higher_is_better": False, "teacher": teacher, "rows": rows,
               "runs": runs, "targets": lm_verdicts(rows), "wall_s": round(time.perf_counter() - wall, 1)}  # fmt: skip

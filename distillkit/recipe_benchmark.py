@@ -364,7 +364,9 @@ def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command:
     header = (
         f"{plan.get('title', 'benchmark')}; score: {label}; profile {cli.profile or 'none'}; trained on {device}, "
         f"{os.cpu_count()} CPU cores ({machine()['cpu']}); latency: batch 1 on the CPU, {torch.get_num_threads()} "
-        f"threads, {LATENCY_PROBE} validation sentences. Command: {portable(shlex.join(command))}"
+        f"threads, {LATENCY_PROBE} validation sentences"
+        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
+        + f". Command: {portable(shlex.join(command))}"
     )
     goals = bench.goals
     result = {"header": header, "metric": bench.metric, "teacher": teacher, "rows": rows, "runs": runs,

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, Trainer
 from transformers.utils import is_torch_bf16_gpu_available
 
 from .arguments import TeacherArguments
-from .checks import total_steps
+from .checks import cpu_has_fast_bf16, total_steps
 from .config import DistillConfig
 from .metrics import InOrderEvaluation, evaluate_model
 from .progress import TimeEstimate, announce
@@ -26,12 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 def _stage_precision(args: DistillConfig, teacher_args: TeacherArguments) -> dict[str, bool]:
-    """The teacher stage's precision flags: --teacher_bf16 on a bf16 GPU, or on the CPU (transformers wants use_cpu
-    said there); a GPU without bf16 trains the teacher in fp32, with a warning."""
+    """The teacher stage's precision flags: --teacher_bf16 on a bf16 GPU, or on a CPU with AVX-512 BF16 or AMX
+    (transformers wants use_cpu said there); a GPU without bf16, or a CPU that would emulate it (several times slower
+    than fp32), trains the teacher in fp32, with a warning."""
     if args.bf16 or not teacher_args.teacher_bf16 or is_torch_bf16_gpu_available():
         return {"bf16": args.bf16 or teacher_args.teacher_bf16}
     if torch.cuda.is_available():
         logger.warning("--teacher_bf16: this GPU has no bf16, the teacher stage trains in fp32")
+        return {"bf16": False}
+    if not cpu_has_fast_bf16():
+        logger.warning("--teacher_bf16: this CPU has no AVX-512 BF16 or AMX (bf16 would be emulated, several times "
+                       "slower than fp32): the teacher stage trains in fp32")  # fmt: skip
         return {"bf16": False}
     return {"bf16": True, "use_cpu": True}
 

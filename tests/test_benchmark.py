@@ -310,3 +310,43 @@ def test_the_shipped_plan_loads_and_names_existing_recipes(profile):
 def test_unknown_profile_is_refused():
     with pytest.raises(ValueError, match="unknown profile 'tpu'"):
         _load_script().load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), "tpu")
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_profile_runs_its_bf16_in_fp32_on_a_cpu_that_would_emulate_it(fast):
+    load = _load_script().load_plan
+    sst2 = str(ROOT / "recipes" / "sst2" / "benchmark.yaml")
+    plan = load(sst2, "cpu-full", on_cpu=True, fast_bf16=fast)
+    layers = next(s for s in plan["students"] if s["name"] == "pruned4-layers")
+    assert plan["overrides"]["teacher_bf16"] is fast
+    assert layers["flags"]["teacher_dtype"] == ("bfloat16" if fast else "float32")
+    assert ("precision_note" in plan) is not fast
+    if not fast:
+        assert "teacher_bf16" in plan["precision_note"] and "teacher_dtype" in plan["precision_note"]
+    on_gpu = load(sst2, "gpu", on_cpu=False, fast_bf16=False)  # a GPU trains in bf16 whatever its host CPU has
+    assert on_gpu["overrides"]["bf16"] is True and "precision_note" not in on_gpu
+    # a profile that trains on the CPU by itself (use_cpu) is checked on a GPU machine too
+    lm = load(str(ROOT / "recipes" / "wikitext2" / "benchmark.yaml"), "cpu-bf16", on_cpu=False, fast_bf16=fast)
+    assert lm["overrides"]["bf16"] is fast and all(s["flags"].get("bf16") is fast for s in lm["students"])
+
+
+def test_the_teacher_stage_trains_in_fp32_where_the_cpu_would_emulate_bf16(monkeypatch, caplog):
+    import torch
+
+    from distillkit import teacher_stage
+    from distillkit.arguments import TeacherArguments
+    from distillkit.checks import cpu_has_fast_bf16
+    from distillkit.config import DistillConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(teacher_stage, "is_torch_bf16_gpu_available", lambda: False)
+    args, stage = DistillConfig(output_dir="unused", use_cpu=True), TeacherArguments(teacher_bf16=True)
+    monkeypatch.setattr(teacher_stage, "cpu_has_fast_bf16", lambda: False)
+    assert teacher_stage._stage_precision(args, stage) == {"bf16": False}
+    assert "no AVX-512 BF16 or AMX" in caplog.text
+    monkeypatch.setattr(teacher_stage, "cpu_has_fast_bf16", lambda: True)
+    assert teacher_stage._stage_precision(args, stage) == {"bf16": True, "use_cpu": True}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # the probe agrees with the flags the kernel reports
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split()
+        assert cpu_has_fast_bf16() is ("avx512_bf16" in flags or "amx_bf16" in flags)

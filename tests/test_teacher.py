@@ -64,3 +64,13 @@ def test_trainer_asks_the_teacher_only_for_what_the_losses_need(tmp_path):
     low = trainer(teacher_dtype="bfloat16")
     assert next(low.teacher.model.parameters()).dtype == torch.bfloat16
     assert next(low.model.parameters()).dtype == torch.float32  # the student keeps its own precision
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_bf16_teacher_on_a_cpu_that_emulates_bf16_is_warned_about(monkeypatch, caplog, fast):
+    from distillkit import frozen_teacher
+
+    monkeypatch.setattr(frozen_teacher, "cpu_has_fast_bf16", lambda: fast)
+    teacher = Teacher(tiny_bert(), dtype="bfloat16")
+    assert next(teacher.model.parameters()).dtype == torch.bfloat16  # the user's choice is kept, with a reason
+    assert ("emulated" in caplog.text) is not fast

@@ -19,6 +19,8 @@ import argparse
 import logging
 import sys
 
+import torch
+
 from distillkit.cli import text_table
 from distillkit.recipe_benchmark import plan_task_type, run_recipe_benchmark
 from distillkit.sst2_benchmark import load_plan, run_benchmark, targets
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("onnx_ir", "onnxscript"):  # the ONNX export's graph passes log every rewrite
         logging.getLogger(name).setLevel(logging.WARNING)
     command = [*invocation("benchmark"), *(sys.argv[1:] if argv is None else argv)]
-    plan = load_plan(cli.plan, cli.profile)
+    plan = load_plan(cli.plan, cli.profile, on_cpu=cli.use_cpu or not torch.cuda.is_available())
     if plan_task_type(plan) == "causal-lm":  # perplexity and generation speed: a table of its own
         from distillkit.lm_benchmark import lm_verdicts, run_lm_benchmark
 

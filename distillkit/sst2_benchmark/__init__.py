@@ -26,7 +26,7 @@ __all__ = ["Bench", "load_plan", "markdown", "run_benchmark", "summarize", "svg_
 def run_benchmark(cli: Any, command: list[str]) -> tuple[Path, list[dict[str, Any]]]:
     """Run (or, with --report_only, read) the plan's teacher and students; write results.json, results.md and
     results.svg into --out. Returns (the output folder, the table's rows)."""
-    plan = load_plan(cli.plan, cli.profile)
+    plan = load_plan(cli.plan, cli.profile, on_cpu=cli.use_cpu or not torch.cuda.is_available())
     if cli.teacher_train_samples:
         plan["overrides"]["teacher_train_samples"] = cli.teacher_train_samples
     for student in plan["students"]:
@@ -59,6 +59,7 @@ def run_benchmark(cli: Any, command: list[str]) -> tuple[Path, list[dict[str, An
         f"{os.cpu_count()} CPU cores; latency: batch 1 on the CPU, {torch.get_num_threads()} threads, "
         f"{LATENCY_PROBE} dev sentences"
         + (", all re-timed after training" if cli.remeasure_latency else "")
+        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
         + f". Command: {portable(shlex.join(command))}"  # no machine paths: ~ for the home folder
     )
     result = {"header": header, "teacher": teacher, "rows": rows, "runs": runs, "targets": targets(rows),

@@ -3,15 +3,21 @@ that override them (gpu, cpu, cpu-full)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..checks import cpu_has_fast_bf16
 
-def load_plan(path: str, profile: str | None) -> dict[str, Any]:
-    """The plan with the profile's overrides applied; recipe paths made absolute."""
+logger = logging.getLogger(__name__)
+
+
+def load_plan(path: str, profile: str | None, on_cpu: bool = False, fast_bf16: bool | None = None) -> dict[str, Any]:
+    """The plan with the profile's overrides applied; recipe paths made absolute. Training `on_cpu` on a CPU without
+    bf16 in hardware (`fast_bf16`, detected when None), the plan's bf16 settings run in fp32: see `fp32_here`."""
     plan_path = Path(path)
     if not plan_path.is_file():
         raise FileNotFoundError(f"benchmark plan {path!r} not found; see recipes/sst2/benchmark.yaml.")
@@ -43,7 +49,32 @@ def load_plan(path: str, profile: str | None) -> dict[str, Any]:
         # the profile's settings, then the student's own `flags`, then the profile's entry for this student
         shared = {k: v for k, v in overrides.items() if k not in PLAN_KEYS}
         student["flags"] = {**shared, **(student.get("flags") or {}), **extra}
+    if on_cpu or overrides.get("use_cpu"):
+        fp32_here(plan, cpu_has_fast_bf16() if fast_bf16 is None else fast_bf16)
     return plan
+
+
+def fp32_here(plan: dict[str, Any], fast_bf16: bool) -> None:
+    """A profile must not depend on a feature the machine lacks: on a CPU that emulates bf16 (no AVX-512 BF16 or
+    AMX: several times slower than fp32), the plan's `bf16`, `teacher_bf16` and `teacher_dtype: bfloat16` become
+    fp32, and `plan["precision_note"]` says so for the results' header. Figures then differ from a bf16 machine's
+    in rounding only."""
+    if fast_bf16:
+        return
+    changed: set[str] = set()
+    for flags in [plan["overrides"], *(student["flags"] for student in plan["students"])]:
+        for key in ("bf16", "teacher_bf16"):
+            if flags.get(key) is True:
+                flags[key] = False
+                changed.add(key)
+        if flags.get("teacher_dtype") == "bfloat16":
+            flags["teacher_dtype"] = "float32"
+            changed.add("teacher_dtype")
+    if changed:
+        plan["precision_note"] = (
+            f"this CPU has no AVX-512 BF16 or AMX: the plan's {', '.join(sorted(changed))} ran in fp32 here"
+        )
+        logger.warning("%s (bf16 would be emulated, several times slower)", plan["precision_note"])
 
 
 PLAN_KEYS = {"seeds", "train_samples", "teacher_train_samples"}
