@@ -350,3 +350,22 @@ def test_the_teacher_stage_trains_in_fp32_where_the_cpu_would_emulate_bf16(monke
     if cpuinfo.is_file():  # the probe agrees with the flags the kernel reports
         flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split()
         assert cpu_has_fast_bf16() is ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+@pytest.mark.parametrize("profile", [None, "gpu", "cpu", "cpu-full"])
+def test_the_issue_30_variants_train_as_many_epochs_as_the_row_they_are_compared_with(profile):
+    plan = _load_script().load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), profile)
+    students = {s["name"]: s for s in plan["students"]}
+
+    def epochs(name):
+        spec = students[name]
+        recipe = yaml.safe_load(Path(spec["recipe"]).read_text())
+        return spec["flags"].get("num_train_epochs", recipe["num_train_epochs"])
+
+    variants = [n for n in students if n.endswith(("-steps", "-layers", "-layers-fixed", "-steps-layers"))]
+    assert len(variants) >= 8
+    for name in variants:
+        references = ("pruned-mini-augmented-min7", "pruned4-augmented", "pruned4")
+        reference = next(r for r in references if name.startswith(r))
+        assert epochs(name) == epochs(reference), (profile, name)
+        assert students[name]["train_samples"] == students[reference]["train_samples"], (profile, name)
