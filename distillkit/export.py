@@ -11,6 +11,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,42 @@ from .tasks.base import output_logits
 
 Batch = dict[str, torch.Tensor]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def feature_batches(features: Any, collate: Callable, size: int, names: list[str],
+                    targets: tuple[str, ...] = ()) -> list[Batch]:  # fmt: skip
+    """Padded batches of `names` (and the `targets` columns, padded by the task's collator: -100 for a tagger's)."""
+    keep = [*names, *targets]
+    out = []
+    for i in range(0, len(features), size):
+        rows = [features[j] for j in range(i, min(i + size, len(features)))]
+        batch = collate([{k: row[k] for k in keep if k in row} for row in rows])
+        out.append({k: batch[k] for k in keep})
+    return out
+
+
+def stack_outputs(arrays: list[np.ndarray], fill: float) -> np.ndarray:
+    """Batches joined along the rows; per-token arrays (batches of other lengths) padded to the longest first."""
+    if arrays[0].ndim >= 2 and len({a.shape[1] for a in arrays}) > 1:
+        width = max(a.shape[1] for a in arrays)
+        arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+                  for a in arrays]  # fmt: skip
+    return np.concatenate(arrays)
+
+
+def score_predict(
+    predict: Callable[[Batch], np.ndarray], batches: list[Batch], task_type: Any, compute: Callable[[Any], dict]
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """The task metric of a predict function (the float model, an export, the teacher) over labelled batches from
+    `feature_batches`, computed as the trainer's evaluation computes it; returns (metrics, logits, labels)."""
+    from transformers import EvalPrediction
+
+    from .tasks import TARGET_COLUMNS
+
+    outputs = [predict({k: v for k, v in b.items() if k not in TARGET_COLUMNS}) for b in batches]
+    labels = stack_outputs([task_type.batch_labels(b).numpy() for b in batches], -100)
+    logits = stack_outputs(outputs, 0.0)
+    return compute(EvalPrediction(predictions=logits, label_ids=labels)), logits, labels
 
 
 def input_names(model: nn.Module, example: Batch | None = None) -> list[str]:

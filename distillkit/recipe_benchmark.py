@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import DataCollatorWithPadding
 
 from .cli import portable
 from .config import INTERMEDIATE_WEIGHTS
+from .export import feature_batches, input_names, score_predict
 from .loading import load_tokenizer
 from .metrics import evaluate_model
 from .recipe import DistillRecipe
@@ -149,7 +151,7 @@ class RecipeBench:
             "train_s": round(seconds, 1) if needs_stage else 0.0,
             "train_examples_per_s": round(rows * epochs / seconds, 1) if needs_stage else None,
             "machine": machine(),
-            **self.latencies(model, recipe.tokenizer, recipe),
+            **self.latencies(model, recipe.tokenizer, recipe, recipe.teacher_data.get("validation")),
         }
         atomic_write_text(str(record_path), json.dumps(record, indent=2))
         self.teacher_metrics = self.metrics_of(record)
@@ -182,17 +184,33 @@ class RecipeBench:
         pairs = [str(r) for r in raw[second][:LATENCY_PROBE]] if second in raw.column_names else None
         return texts, pairs
 
-    def latencies(self, model: Any, tokenizer: Any, recipe: DistillRecipe) -> dict[str, Any]:
-        """Timed at the recipe's max_seq_length (recorded: --remeasure_latency times at the same length)."""
+    def latencies(self, model: Any, tokenizer: Any, recipe: DistillRecipe, validation: Any = None) -> dict[str, Any]:
+        """Timed at the recipe's max_seq_length (recorded: --remeasure_latency times at the same length); with the
+        model's encoded `validation` rows, its int8 and ONNX exports are scored on them too."""
         texts, pairs = self.probe_texts(recipe.raw["validation"])
         length = recipe.data_args.max_seq_length
-        return {**self.time_model(model, tokenizer, texts, pairs, length), "latency_max_length": length}
+        score = None if validation is None else self.export_scorer(model, tokenizer, validation, recipe.compute_metrics)
+        return {**self.time_model(model, tokenizer, texts, pairs, length, score), "latency_max_length": length}
 
-    def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None,
-                   length: int) -> dict[str, Any]:  # fmt: skip
-        """Batch-1 CPU latency of the float model and its int8 / ONNX exports (a language model's benchmark times
-        generation instead: `lm_benchmark`)."""
-        return cpu_latencies(model, tokenizer, texts, length, pairs)
+    def export_scorer(self, model: Any, tokenizer: Any, validation: Any, compute: Any) -> Any:
+        """Each export's headline score on the validation rows (`accuracy_int8`, `accuracy_onnx`, on the scale of
+        the run's `accuracy`), computed as the run's evaluation computes it: a speed-up counts only where the export
+        keeps the model's score (`report.EXPORT_TOLERANCE`)."""
+        collate = self.task_type.data_collator(tokenizer) or DataCollatorWithPadding(tokenizer)
+        names = [n for n in input_names(model) if n in validation.column_names]
+        batches = feature_batches(validation, collate, 32, names, self.task_type.label_columns)
+
+        def score(predict: Any, _tokenizer: Any) -> dict[str, float]:
+            metrics, _, _ = score_predict(predict, batches, self.task_type, compute)
+            return {"accuracy": round(metrics[self.metric] / self.task_type.score_scale, 6)}
+
+        return score
+
+    def time_model(self, model: Any, tokenizer: Any, texts: list[str], pairs: list[str] | None, length: int,
+                   score: Any = None) -> dict[str, Any]:  # fmt: skip
+        """Batch-1 CPU latency of the float model and its int8 / ONNX exports, each export scored by `score` (a
+        language model's benchmark times generation instead: `lm_benchmark`)."""
+        return cpu_latencies(model, tokenizer, texts, length, pairs, score=score)
 
     # -- the students --------------------------------------------------------------------------------------------
 
@@ -284,7 +302,7 @@ class RecipeBench:
             "vocabulary": recipe.trimmed.report() if recipe.trimmed is not None else None,
             "initialisation": getattr(student, "distillkit_init_notes", []),
             "teacher_cache": bool(args.teacher_cache),
-            **self.latencies(student, recipe.student_tokenizer, recipe),
+            **self.latencies(student, recipe.student_tokenizer, recipe, recipe.data.get("validation")),
             **self.record_extra(recipe),
         }
         path.parent.mkdir(parents=True, exist_ok=True)

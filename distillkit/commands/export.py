@@ -19,38 +19,25 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from datasets import DatasetDict
-from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, EvalPrediction
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
 from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.glue import GLUE_TASKS, glue_key
-from distillkit.export import export_int8, export_onnx, input_names, torch_runner
+from distillkit.export import (
+    export_int8,
+    export_onnx,
+    feature_batches,
+    input_names,
+    score_predict,
+    torch_runner,
+)
 from distillkit.hub import CARD_INFO, RECIPE_FILE, load_target, read_card_info, write_card
 from distillkit.latency import dir_size_mb, latency_ms
 from distillkit.recipes import load_recipe
 from distillkit.tasks import TARGET_COLUMNS, resolve_task_type
 
 from . import command_name, invocation
-
-
-def _batches(features, collate, size: int, names: list[str], targets: tuple[str, ...] = ()) -> list[dict]:
-    """Padded batches of `names` (and the `targets` columns, padded by the task's collator: -100 for a tagger's)."""
-    keep = [*names, *targets]
-    out = []
-    for i in range(0, len(features), size):
-        rows = [features[j] for j in range(i, min(i + size, len(features)))]
-        batch = collate([{k: row[k] for k in keep if k in row} for row in rows])
-        out.append({k: batch[k] for k in keep})
-    return out
-
-
-def _stack(arrays: list[np.ndarray], fill: float) -> np.ndarray:
-    """Batches joined along the rows; per-token arrays (batches of other lengths) padded to the longest first."""
-    if arrays[0].ndim >= 2 and len({a.shape[1] for a in arrays}) > 1:
-        width = max(a.shape[1] for a in arrays)
-        arrays = [np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
-                  for a in arrays]  # fmt: skip
-    return np.concatenate(arrays)
 
 
 def teacher_folder(opts: argparse.Namespace, setting: dict) -> str | None:
@@ -164,10 +151,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             label_encoder=task_type.label_encoder(student.config))  # fmt: skip
         names = [n for n in input_names(model) if n in features.column_names]
         collate = task_type.data_collator(tok) or DataCollatorWithPadding(tok)
-        timing = {1: _batches(features.select(range(min(opts.latency_examples, len(features)))), collate, 1, names),
-                  32: _batches(features.select(range(min(4 * opts.latency_examples, len(features)))), collate, 32,
-                               names)}  # fmt: skip
-        return _batches(features, collate, 32, names, task_type.label_columns), timing
+        first = opts.latency_examples
+        timing = {
+            1: feature_batches(features.select(range(min(first, len(features)))), collate, 1, names),
+            32: feature_batches(features.select(range(min(4 * first, len(features)))), collate, 32, names),
+        }
+        return feature_batches(features, collate, 32, names, task_type.label_columns), timing
 
     eval_batches, timing = encode(tokenizer, student)
     inputs = {}  # runner name -> (metric batches, timing batches), for a teacher with a tokenizer of its own
@@ -196,10 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         batches, timed = inputs.get(runner.name, (eval_batches, timing))
         print(f"measure {number}/{len(runners)}: {runner.name}, the metric on {len(split):,} rows, then the latency at "
               f"batch 1 and 32", flush=True)  # fmt: skip
-        outputs = [runner.predict({k: v for k, v in b.items() if k not in TARGET_COLUMNS}) for b in batches]
-        labels = _stack([task_type.batch_labels(b).numpy() for b in batches], -100)
-        logits = _stack(outputs, 0.0)
-        metrics = compute(EvalPrediction(predictions=logits, label_ids=labels))
+        metrics, logits, labels = score_predict(runner.predict, batches, task_type, compute)
         preds = task_type.predictions(logits, student.config)
         if labels.ndim == 2 and preds.shape == labels.shape:  # per token: only the labelled positions are compared
             preds = np.where(labels == -100, -100, preds)
