@@ -102,3 +102,28 @@ def test_int8_export_of_a_model_fed_without_token_types(tmp_path):
     with torch.no_grad():
         expected = model(**batch).logits.numpy()
     np.testing.assert_allclose(runner.predict(batch), expected, atol=0.05)
+
+
+def test_the_ffn_float_int8_scheme_keeps_the_feed_forward_output_float_and_runs(tmp_path):
+    from distillkit.export import export_int8, int8_spec
+
+    from .conftest import tiny_bert
+
+    model = tiny_bert(layers=2, hidden=16, heads=2).eval()
+    assert int8_spec(model, "per-tensor") is None  # every nn.Linear, quantize_int8's default
+    spec = int8_spec(model, "ffn-float")
+    linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    ffn_out = {f"bert.encoder.layer.{i}.output.dense" for i in range(2)}
+    assert ffn_out <= linear and set(spec) == linear - ffn_out  # the rest per channel
+    assert "bert.encoder.layer.0.attention.output.dense" in spec and "classifier" in spec
+    batch = {"input_ids": torch.randint(5, 40, (2, 7)), "attention_mask": torch.ones(2, 7, dtype=torch.long)}
+    runner = export_int8(model, batch, str(tmp_path), scheme="ffn-float")
+    assert "ffn-float" in runner.name
+    saved = torch.jit.load(runner.path).named_modules()  # a float Linear keeps its weight as a parameter
+    floats = {name for name, m in saved if m.original_name == "Linear" and any(True for _ in m.parameters(False))}
+    assert floats == {f"model.{name}" for name in ffn_out}
+    with torch.no_grad():
+        expected = model(**batch).logits.numpy()
+    np.testing.assert_allclose(runner.predict(batch), expected, atol=0.05)
+    with pytest.raises(ValueError, match="unknown int8 scheme 'int4'"):
+        int8_spec(model, "int4")

@@ -25,6 +25,7 @@ from distillkit.cli import text_table
 from distillkit.data import get_task, load_task_data, resolve_columns, same_tokenizer, tokenize_dataset
 from distillkit.data.glue import GLUE_TASKS, glue_key
 from distillkit.export import (
+    INT8_SCHEMES,
     export_int8,
     export_onnx,
     feature_batches,
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("student_dir")
     parser.add_argument("--int8", action="store_true", help="write and measure a dynamic int8 copy")
     parser.add_argument("--onnx", action="store_true", help="write and measure an ONNX export")
+    parser.add_argument(
+        "--int8_scheme", choices=INT8_SCHEMES, default=INT8_SCHEMES[0],
+        help="per-tensor: every nn.Linear, one weight scale each; ffn-float: one weight scale per output channel, the "
+             "feed-forward output projections kept float (for models whose int8 copy loses accuracy: the teacher)",
+    )  # fmt: skip
     parser.add_argument("--teacher", default=None, help="teacher to measure beside (default: the run's)")
     parser.add_argument("--task", default=None)
     parser.add_argument("--validation_file", default=None)
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     task_type = resolve_task_type(recipe.get("task_type"), AutoConfig.from_pretrained(directory))
     if task_type.chunked_lm_losses:  # a decoder: perplexity and generation speed, the int8 decoder (lm_export)
+        if opts.int8_scheme != INT8_SCHEMES[0]:
+            raise ValueError(
+                f"--int8_scheme {opts.int8_scheme}: a causal LM's int8 copy has a scheme of its own (per-channel, "
+                "the output layer and down projections float); leave the flag out."
+            )
         return export_decoder(opts, setting, recipe, task_type)
     if opts.int8 or opts.onnx:
         task_type.check_features(["onnx_export"])
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     example = {k: v for k, v in eval_batches[0].items() if k not in TARGET_COLUMNS}
     if opts.int8:
         print("export: dynamic int8 (TorchScript) ...", flush=True)
-        runners.append(export_int8(student, example, os.path.join(directory, "int8")))
+        runners.append(export_int8(student, example, os.path.join(directory, "int8"), opts.int8_scheme))
     if opts.onnx:
         print("export: ONNX (checked in onnxruntime) ...", flush=True)
         runners.append(export_onnx(student, example, os.path.join(directory, "onnx")))
