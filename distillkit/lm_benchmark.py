@@ -84,9 +84,9 @@ class LMBench(RecipeBench):
             record["int8_perplexity"] = round(block_perplexity(int8_model, blocks), 4)
         return record
 
-    def latencies(self, model: Any, tokenizer: Any, recipe: Any) -> dict[str, Any]:
+    def latencies(self, model: Any, tokenizer: Any, recipe: Any, validation: Any = None) -> dict[str, Any]:
         """Generation speeds, and the int8 copy's perplexity on the run's validation blocks (the fp32 one is the
-        run's score)."""
+        run's score; `validation`, the encoder benchmarks' rows to score exports on, is not used)."""
         texts, _ = self.probe_texts(recipe.raw["validation"])
         data = getattr(recipe, "data", None) or recipe.teacher_data
         record = self.measure(model, tokenizer, texts, data.get("validation"))
