@@ -31,6 +31,7 @@ from .lm_export import INT8_SCHEME, block_perplexity, float_copy, quantize_lm_in
 from .recipe_benchmark import RecipeBench
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import machine
+from .sst2_benchmark.plan import precision_note
 
 PROBE_PROMPTS = 5  # validation documents whose first 32 tokens prompt the timed generation
 
@@ -292,9 +293,7 @@ def run_lm_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command: lis
     header = (
         f"{plan.get('title', 'benchmark')}; score: validation perplexity (lower is better); trained on {device}, "
         f"{os.cpu_count()} CPU cores ({machine()['cpu']}); generation: greedy, batch 1 on the CPU, fp32, "
-        f"{torch.get_num_threads()} threads"
-        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
-        + f". Command: {portable(shlex.join(command))}"
+        f"{torch.get_num_threads()} threads" + precision_note(plan) + f". Command: {portable(shlex.join(command))}"
     )
     result = {"header": header, "metric": "perplexity", "higher_is_better": False, "teacher": teacher, "rows": rows,
               "runs": runs, "targets": lm_verdicts(rows), "wall_s": round(time.perf_counter() - wall, 1)}  # fmt: skip

@@ -39,7 +39,7 @@ from .recipe import DistillRecipe
 from .recipes import parse_args
 from .resilience import atomic_write_text
 from .sst2_benchmark.measure import cpu_latencies, machine, weights_mb
-from .sst2_benchmark.plan import PLAN_KEYS, flag_list, local_name
+from .sst2_benchmark.plan import PLAN_KEYS, flag_list, local_name, precision_note
 from .sst2_benchmark.report import markdown, summarize, svg_plot, targets
 from .tasks import get_task_type
 
@@ -383,7 +383,7 @@ def run_recipe_benchmark(plan: dict[str, Any], cli: argparse.Namespace, command:
         f"{plan.get('title', 'benchmark')}; score: {label}; profile {cli.profile or 'none'}; trained on {device}, "
         f"{os.cpu_count()} CPU cores ({machine()['cpu']}); latency: batch 1 on the CPU, {torch.get_num_threads()} "
         f"threads, {LATENCY_PROBE} validation sentences"
-        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
+        + precision_note(plan)
         + f". Command: {portable(shlex.join(command))}"
     )
     goals = bench.goals

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         out, rows = run_recipe_benchmark(plan, cli, command)
         goals = [(int(g["params"]), float(g["retained"])) for g in plan.get("targets", [])] or None
     else:
-        out, rows = run_benchmark(cli, command)
+        out, rows = run_benchmark(cli, command, plan)
         goals = None
     cols = ["name", "variant", "parameters", "latency_fp32_ms", "latency_int8_ms", "accuracy", "retained", "kd_gain"]
     print(text_table(cols, [[r.get(c, "") for c in cols] for r in rows]))

@@ -16,17 +16,16 @@ import torch
 
 from ..cli import portable
 from ..resilience import atomic_write_text
-from .plan import load_plan
+from .plan import load_plan, precision_note
 from .report import markdown, summarize, svg_plot, targets
 from .runner import LATENCY_PROBE, Bench
 
 __all__ = ["Bench", "load_plan", "markdown", "run_benchmark", "summarize", "svg_plot", "targets"]
 
 
-def run_benchmark(cli: Any, command: list[str]) -> tuple[Path, list[dict[str, Any]]]:
-    """Run (or, with --report_only, read) the plan's teacher and students; write results.json, results.md and
-    results.svg into --out. Returns (the output folder, the table's rows)."""
-    plan = load_plan(cli.plan, cli.profile, on_cpu=cli.use_cpu or not torch.cuda.is_available())
+def run_benchmark(cli: Any, command: list[str], plan: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
+    """Run (or, with --report_only, read) the `plan`'s teacher and students (`load_plan`); write results.json,
+    results.md and results.svg into --out. Returns (the output folder, the table's rows)."""
     if cli.teacher_train_samples:
         plan["overrides"]["teacher_train_samples"] = cli.teacher_train_samples
     for student in plan["students"]:
@@ -59,7 +58,7 @@ def run_benchmark(cli: Any, command: list[str]) -> tuple[Path, list[dict[str, An
         f"{os.cpu_count()} CPU cores; latency: batch 1 on the CPU, {torch.get_num_threads()} threads, "
         f"{LATENCY_PROBE} dev sentences"
         + (", all re-timed after training" if cli.remeasure_latency else "")
-        + (f"; {plan['precision_note']}" if plan.get("precision_note") else "")
+        + precision_note(plan)
         + f". Command: {portable(shlex.join(command))}"  # no machine paths: ~ for the home folder
     )
     result = {"header": header, "teacher": teacher, "rows": rows, "runs": runs, "targets": targets(rows),

@@ -77,6 +77,11 @@ def fp32_here(plan: dict[str, Any], fast_bf16: bool) -> None:
         logger.warning("%s (bf16 would be emulated, several times slower)", plan["precision_note"])
 
 
+def precision_note(plan: dict[str, Any]) -> str:
+    """`fp32_here`'s note as a results header says it ("" when the plan ran as written)."""
+    return f"; {plan['precision_note']}" if plan.get("precision_note") else ""
+
+
 PLAN_KEYS = {"seeds", "train_samples", "teacher_train_samples"}
 
 
