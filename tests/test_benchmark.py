@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from .conftest import save_base_encoder, write_tsv
@@ -110,7 +111,8 @@ def test_benchmark_writes_json_markdown_and_plot(bench):
     for (name, variant), row in rows.items():
         if name.startswith("ensemble"):
             continue
-        assert 0 <= row["accuracy_int8"] <= 1, (name, variant)
+        assert 0 <= row["accuracy_int8"] <= 1 and 0 <= row["accuracy_int8_ffn"] <= 1, (name, variant)
+        assert row["latency_int8_ffn_ms"] > 0, (name, variant)
         assert abs(row["accuracy_onnx"] - row["accuracy"]) <= 1 / 40, (name, variant)
     table = (out / "results.md").read_text()
     assert table.count("\n| ") == len(rows) + 1 and "Targets:" in table and "--profile smoke" in table
@@ -162,7 +164,7 @@ def test_benchmark_started_again_skips_finished_runs_and_can_retime(bench):
     assert all(r["latency_remeasured"] for r in runs)
     for path, text in before.items():  # only the timings changed
         old, new = json.loads(text), json.loads(path.read_text())
-        timing = ("latency_fp32_ms", "latency_int8_ms", "latency_onnx_ms", "latency_remeasured")
+        timing = ("latency_fp32_ms", "latency_int8_ms", "latency_int8_ffn_ms", "latency_onnx_ms", "latency_remeasured")
         assert {k: v for k, v in old.items() if k not in timing} == {k: v for k, v in new.items() if k not in timing}
     assert "re-timed after training" in (out / "results.md").read_text()
 
@@ -193,18 +195,45 @@ def test_report_only_trains_nothing_and_publishes_records_a_table_and_a_plot(ben
     assert table.count("\n| ") == len(records) and "published anchor" in table
     assert (tmp_path / "sst2.png").read_bytes()[:4] == b"\x89PNG"
     assert before["teacher"] == json.loads((out / "results.json").read_text())["teacher"]
-    assert kd["accuracy_int8"] is not None and "| int8 / ONNX SST-2 dev accuracy % |" in table
+    assert kd["accuracy_int8"] is not None and kd["accuracy_int8_ffn"] is not None
+    assert "| int8 / int8 ffn-float / ONNX SST-2 dev accuracy % |" in table
+    assert "| CPU ms fp32 / int8 / int8 ffn-float / onnx |" in table
 
 
 def test_a_run_recorded_before_its_exports_were_scored_gets_their_accuracy_and_keeps_its_timings(bench):
     out, cmd, _ = bench
     path = out / "runs" / "custom" / "kd-seed0.json"
     scored = json.loads(path.read_text())
-    old = {k: v for k, v in scored.items() if k not in ("accuracy_int8", "accuracy_onnx")}
+    # from before the exports were scored, and before the ffn-float int8 export was added
+    old = {k: v for k, v in scored.items() if k not in ("accuracy_int8", "accuracy_onnx", "accuracy_int8_ffn",
+                                                         "latency_int8_ffn_ms")}  # fmt: skip
     path.write_text(json.dumps(old))
     result = subprocess.run([*cmd, "--report_only", "--only", "custom"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(path.read_text()) == scored  # the same accuracies again, the timings untouched
+    again = json.loads(path.read_text())
+    assert again["latency_int8_ffn_ms"] > 0  # the new export timed; the other timings untouched
+    assert {k: v for k, v in again.items() if k != "latency_int8_ffn_ms"} == {
+        k: v for k, v in scored.items() if k != "latency_int8_ffn_ms"
+    }  # the same accuracies again
+
+
+def test_cpu_latencies_times_and_scores_the_exports_it_is_asked_for():
+    from distillkit.sst2_benchmark.measure import accuracy_scorer, cpu_latencies, export_kinds
+
+    model, tokenizer = student_model(), student_tokenizer()
+    texts, labels = ["the film was good", "a bad film", "good good", "bad"], [1, 0, 1, 0]
+    assert "int8_ffn" in export_kinds(model)
+    model.eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.argmax(-1).numpy()
+    score = accuracy_scorer(texts, labels, 16)
+    figures = cpu_latencies(model, tokenizer, texts, 16, score=score, timed=["int8_ffn"], kinds=["int8", "int8_ffn"])
+    assert set(figures) == {"latency_int8_ffn_ms", "accuracy_int8", "accuracy_int8_ffn"}
+    # the float feed-forward outputs and per-channel weights keep a tiny model's predictions
+    assert figures["accuracy_int8_ffn"] == pytest.approx(float((expected == labels).mean()))
+    assert set(cpu_latencies(model, tokenizer, texts, 16, timed=False, kinds=["fp32"])) == set()
+    full = cpu_latencies(model, tokenizer, texts[:2], 16)
+    assert {"latency_fp32_ms", "latency_int8_ms", "latency_int8_ffn_ms"} <= set(full) and "accuracy_int8" not in full
 
 
 def test_an_export_speedup_counts_only_within_half_a_point_of_the_student():
@@ -362,8 +391,8 @@ def test_the_issue_30_variants_train_as_many_epochs_as_the_row_they_are_compared
         recipe = yaml.safe_load(Path(spec["recipe"]).read_text())
         return spec["flags"].get("num_train_epochs", recipe["num_train_epochs"])
 
-    variants = [n for n in students if n.endswith(("-steps", "-layers", "-layers-fixed", "-steps-layers"))]
-    assert len(variants) >= 8
+    variants = [n for n in students if n.endswith(("-steps", "-layers", "-steps-layers")) or "-layers-" in n]
+    assert len(variants) >= 10
     for name in variants:
         references = ("pruned-mini-augmented-min7", "pruned4-augmented", "pruned4")
         reference = next(r for r in references if name.startswith(r))

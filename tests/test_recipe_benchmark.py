@@ -82,7 +82,7 @@ def test_the_token_benchmark_writes_the_table_by_entity_f1(bench):
     assert "dev entity F1 %" in (out / "results.svg").read_text()
     assert "/tmp" not in json.dumps(data["teacher"]) and "pytest" not in json.dumps(data["runs"])  # no machine paths
     for record in [data["teacher"], *data["runs"]]:  # each export scored on dev as the run is (entity F1)
-        assert 0.0 <= record["accuracy_int8"] <= 1.0
+        assert 0.0 <= record["accuracy_int8"] <= 1.0 and 0.0 <= record["accuracy_int8_ffn"] <= 1.0
         assert record["accuracy_onnx"] == pytest.approx(record["accuracy"], abs=1e-4)  # fp32 ONNX: the same F1
 
 
@@ -209,6 +209,7 @@ def test_the_qa_benchmark_scores_f1_and_em_and_times_question_with_context(qa_be
         assert {"f1", "exact_match"} <= set(run["scores"]) and run["accuracy"] == run["scores"]["f1"]
         assert run["latency_max_length"] == 40 and run["latency_fp32_ms"] > 0  # the recipe's length, not 128
         # each export scored as the run is (F1 over the questions, windows joined back): fp32 ONNX gives the same
+        assert 0.0 <= run["accuracy_int8_ffn"] <= 1.0 and run["latency_int8_ffn_ms"] > 0
         assert 0.0 <= run["accuracy_int8"] <= 1.0 and run["accuracy_onnx"] == pytest.approx(run["accuracy"], abs=1e-4)
     student = json.loads((out / "runs" / "custom" / "kd-seed0" / "config.json").read_text())
     assert student["attention_probs_dropout_prob"] == 0.0  # --attention_dropout from the recipe

@@ -70,12 +70,15 @@ def records(result: dict[str, Any]) -> list[dict[str, Any]]:
             "retention": row["retained"],  # accuracy / the teacher's, as the benchmark computed it
             "latency_fp32_ms": row.get("latency_fp32_ms"),
             "latency_int8_ms": row.get("latency_int8_ms"),
+            "latency_int8_ffn_ms": row.get("latency_int8_ffn_ms"),  # int8 per channel, feed-forward outputs float
             "latency_onnx_ms": row.get("latency_onnx_ms"),
             "speedup": row.get("speedup_fp32"),
             "speedup_int8": _ratio(teacher.get("latency_fp32_ms"), row.get("latency_int8_ms")),
+            "speedup_int8_ffn": _ratio(teacher.get("latency_fp32_ms"), row.get("latency_int8_ffn_ms")),
             "speedup_onnx": _ratio(teacher.get("latency_fp32_ms"), row.get("latency_onnx_ms")),
             # each export's own dev score: its speed-up counts only if it keeps the fp32 score (within 0.5 points)
             "accuracy_int8": row.get("accuracy_int8"),
+            "accuracy_int8_ffn": row.get("accuracy_int8_ffn"),
             "accuracy_onnx": row.get("accuracy_onnx"),
             "gain_over_baseline": row.get("kd_gain"),
             "gain_std": row.get("kd_gain_std"),
@@ -121,8 +124,12 @@ def markdown(recs: list[dict[str, Any]], metric_label: str = "accuracy",
 
     extra = [(key, short) for key, short in SECONDARY_SCORES if any(short in r for r in recs)]
     exported = any(r.get("accuracy_int8") is not None for r in recs)
-    head = ["model", "variant", "params", "MB", "CPU ms fp32 / int8 / onnx", "speed-up", f"{metric_label} %",
-            *(f"{short.upper()} %" for _, short in extra), *([f"int8 / ONNX {metric_label} %"] if exported else []),
+    # the int8 scheme with float feed-forward outputs, where the records have it (`export --int8_scheme ffn-float`)
+    exports = ("int8", "int8_ffn", "onnx") if any(r.get("latency_int8_ffn_ms") for r in recs) else ("int8", "onnx")
+    names = {"int8": "int8", "int8_ffn": "int8 ffn-float", "onnx": "ONNX"}
+    head = ["model", "variant", "params", "MB", f"CPU ms fp32 / {' / '.join(names[e] for e in exports).lower()}",
+            "speed-up", f"{metric_label} %", *(f"{short.upper()} %" for _, short in extra),
+            *([f"{' / '.join(names[e] for e in exports)} {metric_label} %"] if exported else []),
             "retained %", "gain over baseline (pts)", "seeds",
             "data", "epochs", "train time", "published anchor"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -137,10 +144,10 @@ def markdown(recs: list[dict[str, Any]], metric_label: str = "accuracy",
         if anchor in anchors:
             anchor = f"{anchor} {anchors[anchor][1]}"
         cells = [r["name"], r["variant"], f"{r['params'] / 1e6:.1f}M", f"{r['size_mb']:.0f}",
-                 " / ".join(ms(r[k]) for k in ("latency_fp32_ms", "latency_int8_ms", "latency_onnx_ms")),
+                 " / ".join(ms(r.get(f"latency_{k}_ms")) for k in ("fp32", *exports)),
                  "" if r["speedup"] is None else f"{r['speedup']:.1f}x", acc,
                  *(pct(r.get(short)) for _, short in extra),
-                 *([f"{pct(r.get('accuracy_int8'))} / {pct(r.get('accuracy_onnx'))}"] if exported else []),
+                 *([" / ".join(pct(r.get(f"accuracy_{e}")) for e in exports)] if exported else []),
                  pct(r["retention"]), gain,
                  str(len(r["seeds"])), f"{r['train_examples'] or 0:,}", epochs, minutes, anchor]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")

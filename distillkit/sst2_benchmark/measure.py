@@ -4,10 +4,11 @@ the saved weights."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib.util import find_spec
 from typing import Any
 
@@ -21,22 +22,41 @@ from ..latency import batches, dir_size_mb, latency_ms, model_latency_ms
 Scorer = Callable[[Callable[[dict[str, torch.Tensor]], np.ndarray], Any], dict[str, float]]
 
 
+def export_kinds(model: torch.nn.Module) -> dict[str, Callable[..., Any]]:
+    """The exports a benchmark times and scores, by the suffix of their record keys (`latency_int8_ms`,
+    `accuracy_int8`): dynamic int8 with one weight scale a tensor; int8 per channel with the feed-forward output
+    layers kept float (`int8_ffn`, `export --int8_scheme ffn-float`; models whose config has intermediate_size);
+    ONNX in onnxruntime (fp32; only where onnxruntime is installed: the `export` extra)."""
+    kinds: dict[str, Callable[..., Any]] = {"int8": export_int8}
+    if getattr(getattr(model, "config", None), "intermediate_size", None):
+        kinds["int8_ffn"] = functools.partial(export_int8, scheme="ffn-float")
+    if find_spec("onnxruntime"):
+        kinds["onnx"] = export_onnx
+    return kinds
+
+
 def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_length: int,
-                  pairs: list[str] | None = None, score: Scorer | None = None,
-                  timed: bool = True) -> dict[str, Any]:  # fmt: skip
-    """ms per example at batch 1 on the CPU: the float model, its dynamic int8 export, and its ONNX export in
-    onnxruntime (fp32; only where onnxruntime is installed: the `export` extra). `pairs`: the second texts (a
-    question's context), truncated with the first to `max_length` tokens. `score`: each export is also scored on the
-    dev set (`accuracy_int8`, `accuracy_onnx`: a speed-up counts only if the export keeps the student's accuracy);
-    `timed=False` scores without timing."""
+                  pairs: list[str] | None = None, score: Scorer | None = None, timed: bool | Collection[str] = True,
+                  kinds: Collection[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """ms per example at batch 1 on the CPU: the float model (`fp32`) and its exports (`export_kinds`). `pairs`: the
+    second texts (a question's context), truncated with the first to `max_length` tokens. `score`: each export is
+    also scored on the dev set (`accuracy_int8`, `accuracy_onnx`: a speed-up counts only if the export keeps the
+    student's accuracy). `kinds`: only these of fp32 and the exports (all by default); `timed`: time all of them,
+    none (score only), or those named."""
     model = model.float().cpu().eval()
     inputs = batches(tokenizer, texts, 1, max_length, pairs)
-    figures: dict[str, Any] = {"latency_fp32_ms": round(model_latency_ms(model, inputs), 3)} if timed else {}
-    exports = [("int8", export_int8)] + ([("onnx", export_onnx)] if find_spec("onnxruntime") else [])
-    for name, export in exports:
+    exports = export_kinds(model)
+    wanted = set(kinds) if kinds is not None else {"fp32", *exports}
+    clocked = (wanted if timed else set()) if isinstance(timed, bool) else set(timed) & wanted
+    figures: dict[str, Any] = {}
+    if "fp32" in clocked:
+        figures["latency_fp32_ms"] = round(model_latency_ms(model, inputs), 3)
+    for name, export in exports.items():
+        if name not in wanted:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             runner = export(model, inputs[0], tmp)
-            if timed:
+            if name in clocked:
                 figures[f"latency_{name}_ms"] = round(latency_ms(runner.predict, inputs), 3)
             if score is not None:
                 scores = score(runner.predict, tokenizer)

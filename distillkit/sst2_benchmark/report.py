@@ -12,7 +12,7 @@ TARGETS = (  # (largest parameter count, accuracy retained relative to the teach
     (5_000_000, 0.93),
 )
 SPEEDUP_TARGET = 10.0
-EXPORTS = ("int8", "onnx")
+EXPORTS = ("int8", "int8_ffn", "onnx")  # as measure.export_kinds names them
 EXPORT_TOLERANCE = 0.005  # an export's speed-up counts only within 0.5 points of the fp32 student's accuracy
 
 
@@ -39,11 +39,11 @@ def summarize(
             retained=round(statistics.mean(accs) / teacher["accuracy"], 4),
             latency_fp32_ms=round(statistics.median(r["latency_fp32_ms"] for r in group), 3),
             latency_int8_ms=round(statistics.median(r["latency_int8_ms"] for r in group), 3),
-            **(
-                {"latency_onnx_ms": round(statistics.median(r["latency_onnx_ms"] for r in group), 3)}
-                if all("latency_onnx_ms" in r for r in group)
-                else {}
-            ),
+            **{  # the optional exports (runs from before one was added have none)
+                f"latency_{e}_ms": round(statistics.median(r[f"latency_{e}_ms"] for r in group), 3)
+                for e in EXPORTS[1:]
+                if all(f"latency_{e}_ms" in r for r in group)
+            },
             train_s=_mean_known(group, "train_s"),  # a run resumed from a checkpoint without a clock has none
             train_examples_per_s=_mean_known(group, "train_examples_per_s"),
             epochs=first.get("epochs"),
@@ -97,7 +97,7 @@ def targets(rows: list[dict[str, Any]], goals: list[tuple[int, float]] | None = 
         fastest = max([best["speedup_fp32"], *(v for v, counts in speedups.values() if counts)])
         verdict = "met" if fastest >= SPEEDUP_TARGET else f"missed ({fastest:.1f}x < 10x)"
         exports = "".join(
-            f", {v:.1f}x with its {name} export"
+            f", {v:.1f}x with its {name.replace('_ffn', ' ffn-float')} export"
             + ("" if counts else f" (not counted: {_export_accuracy_text(best, name)})")
             for name, (v, counts) in speedups.items()
         )
@@ -144,15 +144,20 @@ def markdown(rows: list[dict[str, Any]], header: str, metric: str = "accuracy",
         spread = f" ± {100 * r['kd_gain_std']:.1f}" if r.get("kd_gain_std") is not None else ""
         return f"{100 * r['kd_gain']:+.1f}{spread}"
 
-    head = ["model", "variant", "params", "MB", "CPU ms fp32", "CPU ms int8", f"{metric} %", "retained %",
-            f"int8 {metric} %", f"ONNX {metric} %", "KD gain (pts)", "seeds", "train ex", "epochs", "train s",
+    def int8(r, fmt, key):  # per tensor, and the ffn-float scheme beside it where measured
+        ffn = r.get(key.format("int8_ffn"))
+        return fmt(r.get(key.format("int8"))) + ("" if ffn is None else f" / {fmt(ffn)}")
+
+    ffn = " (/ ffn-float)" if any("latency_int8_ffn_ms" in r for r in rows) else ""
+    head = ["model", "variant", "params", "MB", "CPU ms fp32", f"CPU ms int8{ffn}", f"{metric} %", "retained %",
+            f"int8{ffn} {metric} %", f"ONNX {metric} %", "KD gain (pts)", "seeds", "train ex", "epochs", "train s",
             "ex/s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = pct(r["accuracy"]) + (f" ± {100 * r['accuracy_std']:.1f}" if r.get("accuracy_std") else "")
         cells = [r["name"], r["variant"], f"{r['parameters'] / 1e6:.1f}M", f"{r['size_mb']:.1f}",
-                 f"{r['latency_fp32_ms']:.2f}", f"{r['latency_int8_ms']:.2f}", acc, pct(r["retained"]),
-                 pct(r.get("accuracy_int8")), pct(r.get("accuracy_onnx")), gain(r),
+                 f"{r['latency_fp32_ms']:.2f}", int8(r, "{:.2f}".format, "latency_{}_ms"), acc, pct(r["retained"]),
+                 int8(r, pct, "accuracy_{}"), pct(r.get("accuracy_onnx")), gain(r),
                  str(r.get("seeds", 1)), str(r.get("train_examples", "")), epochs(r),
                  "" if r.get("train_s") is None else f"{r['train_s']:.0f}",
                  str(r.get("train_examples_per_s") or "")]  # fmt: skip

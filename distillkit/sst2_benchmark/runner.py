@@ -10,7 +10,6 @@ import json
 import logging
 import shutil
 import time
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from ..recipes import parse_args
 from ..resilience import InterruptedRun, TrainingClock, atomic_write_text, latest_checkpoint
 from ..tasks import get_task_type
 from ..teacher_stage import finetune_teacher
-from .measure import accuracy_scorer, cpu_latencies, machine, weights_mb
+from .measure import accuracy_scorer, cpu_latencies, export_kinds, machine, weights_mb
 from .plan import PLAN_KEYS, flag_list, local_name
 from .student_run import BenchRun
 
@@ -237,16 +236,19 @@ class Bench:
         for run in runs:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
-        exports = ("int8", "onnx") if find_spec("onnxruntime") else ("int8",)
-        timings = ("latency_fp32_ms", *(f"latency_{e}_ms" for e in exports))
         for record, model_dir, json_path in targets:
-            timed = everything or not all(k in record for k in timings)
-            if not timed and all(f"accuracy_{e}" in record for e in exports):
-                continue
             model = self.task_type.auto_model_class().from_pretrained(model_dir)
+            kinds = ("fp32", *export_kinds(model))
+            untimed = [k for k in kinds if f"latency_{k}_ms" not in record]
+            # all re-timed (a record without its fp32 timing too); else an export added since the record was made is
+            # timed and scored, and a record from before the exports were scored gets their accuracy alone
+            timed = everything or "fp32" in untimed
+            todo = [k for k in kinds[1:] if k in untimed or f"accuracy_{k}" not in record]
+            if not timed and not todo:
+                continue
             tokenizer = load_tokenizer(str(model_dir))
-            # a record from before the exports were scored gets their accuracy alone: its timings stay
-            figures = cpu_latencies(model, tokenizer, self.probe, self.max_length, score=self.score_export, timed=timed)
+            figures = cpu_latencies(model, tokenizer, self.probe, self.max_length, score=self.score_export,
+                                    timed=True if timed else untimed, kinds=None if timed else todo)  # fmt: skip
             record.update(figures, **({"latency_remeasured": True} if timed else {}))
             atomic_write_text(str(json_path), json.dumps(record, indent=2))
             logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
