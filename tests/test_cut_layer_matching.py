@@ -155,3 +155,28 @@ def test_a_fixed_projection_is_not_trained(tmp_path, tokenizer):
     for name, value in trainer.distill_modules.state_dict().items():
         torch.testing.assert_close(value, before[name])
     assert not torch.equal(student.bert.encoder.layer[0].output.dense.weight, weights)  # the student did train
+
+
+def test_the_step_0_split_puts_the_error_where_the_cut_left_it():
+    """scripts/cut_layer_losses.py --projections: a student that is exactly the kept channels has no error in them;
+    the dropped channels' mean square is what the selection leaves; a least-squares map recovers dropped channels
+    that are linear in the kept ones."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "cut_layer_losses.py"
+    spec = importlib.util.spec_from_file_location("cut_layer_losses", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    kept = [0, 2, 5]
+    y = torch.zeros(400, 6)
+    y[:, kept] = torch.randn(400, 3)
+    y[:, [1, 3, 4]] = y[:, kept] @ torch.randn(3, 3) + 0.5  # linear in the kept channels
+    split = script.channel_split(y[:, kept].clone(), y, kept)
+    assert split["kept_channels"] == 0.0
+    assert split["dropped_channels"] == pytest.approx(float(y[:, [1, 3, 4]].pow(2).sum(-1).mean() / 6), rel=1e-4)
+    assert split["mse_selection"] == pytest.approx(split["dropped_channels"], rel=1e-4)
+    assert split["mse_least_squares"] < 1e-6 and split["dropped_channels"] > 0.1
+    noisy = script.channel_split(y[:, kept] + 0.1 * torch.randn(400, 3), y, kept)
+    assert noisy["kept_channels"] == pytest.approx(0.01 * 3 / 6, rel=0.2)  # the noise, over the teacher's width

@@ -251,7 +251,7 @@ class Bench:
                                     timed=True if timed else untimed, kinds=None if timed else todo)  # fmt: skip
             record.update(figures, **({"latency_remeasured": True} if timed else {}))
             atomic_write_text(str(json_path), json.dumps(record, indent=2))
-            logger.info("latency %s %s: %s ms", record["name"], record["variant"], record["latency_fp32_ms"])
+            logger.info("timings and export scores of %s %s: %s", record["name"], record["variant"], figures)
             del model
             gc.collect()
 
