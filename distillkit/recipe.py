@@ -23,6 +23,7 @@ from .checks import (
     check_evaluation,
     check_report_to,
     check_trim,
+    check_trim_losses,
     fit_max_seq_length,
     scaled_logging_steps,
     warn_if_not_smaller,
@@ -140,6 +141,7 @@ class DistillRecipe:
         check_report_to(args.report_to)
         self.task_type = resolve_run_task_type(self.data_args, model_args)
         self.task_type.check_features(used_features(model_args, self.data_args, self.teacher_args, args))
+        check_trim_losses(model_args, args)  # before the models load, the pruning and the teacher cache
 
     def load_data(self) -> None:
         """The raw splits (`self.raw`), the GLUE task if any, the text columns, the data report; extra text only the

@@ -398,3 +398,22 @@ def test_the_issue_30_variants_train_as_many_epochs_as_the_row_they_are_compared
         reference = next(r for r in references if name.startswith(r))
         assert epochs(name) == epochs(reference), (profile, name)
         assert students[name]["train_samples"] == students[reference]["train_samples"], (profile, name)
+
+
+@pytest.mark.parametrize("profile", [None, "cpu", "cpu-full"])
+def test_every_row_of_the_shipped_plan_passes_the_argument_checks_that_need_no_model(profile):
+    """A row the distill command refuses (a trimmed vocabulary with a layer loss) would only fail when its turn comes,
+    an hour into a benchmark."""
+    from types import SimpleNamespace
+
+    from distillkit.checks import check_trim_losses
+    from distillkit.config import INTERMEDIATE_WEIGHTS
+
+    plan = _load_script().load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), profile)
+    for spec in plan["students"]:
+        flags = {**yaml.safe_load(Path(spec["recipe"]).read_text()), **spec["flags"]}
+        model_args = SimpleNamespace(trim_vocab=bool(flags.get("trim_vocab")))
+        args = SimpleNamespace(**{w: float(flags.get(w, 0)) for w in INTERMEDIATE_WEIGHTS})
+        check_trim_losses(model_args, args)  # raises for a refused row
+    with pytest.raises(ValueError, match="not offered with one yet"):
+        check_trim_losses(SimpleNamespace(trim_vocab=True), SimpleNamespace(hidden_weight=10.0))

@@ -137,6 +137,11 @@ def test_pipeline_refuses_trimming_with_intermediate_losses_before_writing(tmp_p
     with pytest.raises(ValueError, match="--hidden_weight 0"):
         run(*parse_args(_flags(tmp_path, trained_teacher_dir, "--hidden_weight", "1")), command=["test"])
     assert not (tmp_path / "out").exists()
+    from distillkit.recipe import DistillRecipe
+
+    recipe = DistillRecipe(*parse_args(_flags(tmp_path, trained_teacher_dir, "--attention_weight", "1")), command=[])
+    with pytest.raises(ValueError, match="--attention_weight 0"):
+        recipe.check_arguments()  # with the arguments: before the data, the models, a cut or a teacher cache
 
 
 def test_min_count_below_one_is_refused_at_parse_time(tmp_path, trained_teacher_dir):
