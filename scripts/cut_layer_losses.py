@@ -117,7 +117,8 @@ def channel_split(x: torch.Tensor, y: torch.Tensor, kept: list[int]) -> dict[str
     channel kept[k]: plain MSE through the selection (the dropped channels compared with 0), its two parts, and the
     MSE of the least-squares linear map x -> y (with bias) fitted on the first half of the tokens, scored on the
     second half."""
-    dropped = [c for c in range(y.shape[1]) if c not in set(kept)]
+    chosen = set(kept)
+    dropped = [c for c in range(y.shape[1]) if c not in chosen]
     kept_err = (x - y[:, kept]).pow(2).sum(-1).mean() / y.shape[1]
     dropped_err = y[:, dropped].pow(2).sum(-1).mean() / y.shape[1]
     half = x.shape[0] // 2

@@ -22,13 +22,14 @@ from ..latency import batches, dir_size_mb, latency_ms, model_latency_ms
 Scorer = Callable[[Callable[[dict[str, torch.Tensor]], np.ndarray], Any], dict[str, float]]
 
 
-def export_kinds(model: torch.nn.Module) -> dict[str, Callable[..., Any]]:
+def export_kinds(config: Any) -> dict[str, Callable[..., Any]]:
     """The exports a benchmark times and scores, by the suffix of their record keys (`latency_int8_ms`,
     `accuracy_int8`): dynamic int8 with one weight scale a tensor; int8 per channel with the feed-forward output
     layers kept float (`int8_ffn`, `export --int8_scheme ffn-float`; models whose config has intermediate_size);
-    ONNX in onnxruntime (fp32; only where onnxruntime is installed: the `export` extra)."""
+    ONNX in onnxruntime (fp32; only where onnxruntime is installed: the `export` extra). `config`: the model's (a
+    saved model's is read without loading its weights)."""
     kinds: dict[str, Callable[..., Any]] = {"int8": export_int8}
-    if getattr(getattr(model, "config", None), "intermediate_size", None):
+    if getattr(config, "intermediate_size", None):
         kinds["int8_ffn"] = functools.partial(export_int8, scheme="ffn-float")
     if find_spec("onnxruntime"):
         kinds["onnx"] = export_onnx
@@ -45,7 +46,7 @@ def cpu_latencies(model: torch.nn.Module, tokenizer: Any, texts: list[str], max_
     none (score only), or those named."""
     model = model.float().cpu().eval()
     inputs = batches(tokenizer, texts, 1, max_length, pairs)
-    exports = export_kinds(model)
+    exports = export_kinds(getattr(model, "config", None))
     wanted = set(kinds) if kinds is not None else {"fp32", *exports}
     clocked = (wanted if timed else set()) if isinstance(timed, bool) else set(timed) & wanted
     figures: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import DatasetDict
-from transformers import set_seed
+from transformers import AutoConfig, set_seed
 
 from ..data import get_task, load_task_data, resolve_columns, tokenize_dataset
 from ..ensemble import evaluate_ensemble
@@ -237,8 +237,7 @@ class Bench:
             stem = self.out / "runs" / run["name"] / f"{run['variant']}-seed{run['seed']}"
             targets.append((run, stem, stem.with_suffix(".json")))
         for record, model_dir, json_path in targets:
-            model = self.task_type.auto_model_class().from_pretrained(model_dir)
-            kinds = ("fp32", *export_kinds(model))
+            kinds = ("fp32", *export_kinds(AutoConfig.from_pretrained(model_dir)))  # the weights only if work is due
             untimed = [k for k in kinds if f"latency_{k}_ms" not in record]
             # all re-timed (a record without its fp32 timing too); else an export added since the record was made is
             # timed and scored, and a record from before the exports were scored gets their accuracy alone
@@ -246,6 +245,7 @@ class Bench:
             todo = [k for k in kinds[1:] if k in untimed or f"accuracy_{k}" not in record]
             if not timed and not todo:
                 continue
+            model = self.task_type.auto_model_class().from_pretrained(model_dir)
             tokenizer = load_tokenizer(str(model_dir))
             figures = cpu_latencies(model, tokenizer, self.probe, self.max_length, score=self.score_export,
                                     timed=True if timed else untimed, kinds=None if timed else todo)  # fmt: skip
