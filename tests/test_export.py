@@ -1,4 +1,5 @@
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,12 @@ def test_int8_and_onnx_exports_agree_with_the_float_student(student_dir):
     assert rows["student"]["metric"] == "accuracy" and rows["student"]["metric_value"] > 0.8
     for row in rows.values():
         assert row["size_mb"] > 0 and row["latency_ms_batch1"] > 0 and row["latency_ms_batch32"] > 0
-    assert rows["student int8 (PyTorch dynamic)"]["size_mb"] < rows["student"]["size_mb"] * 1.5
+    # the archive's tensors, not its file: at this size TorchScript's code and debug records (which grow with the
+    # number of modules traced earlier in the process) outweigh the weights; quantized, the tensors are well under the
+    # float weights (30.7 KB against 72.4 KB here; unquantized they would be the same 72 KB)
+    with zipfile.ZipFile(student_dir / "int8" / "model.pt") as archive:
+        tensor_bytes = sum(i.file_size for i in archive.infolist() if "/data/" in i.filename)
+    assert 0 < tensor_bytes < 0.6 * (student_dir / "model.safetensors").stat().st_size
 
     # the ONNX file runs on its own in onnxruntime, any batch and length
     session = onnxruntime.InferenceSession(str(student_dir / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
