@@ -145,26 +145,13 @@ def total_steps(args: Any, rows: int, per_device_batch: int, epochs: float, max_
 
 
 def check_trim(model_args: Any, args: Any, ensemble: bool, cross: bool) -> None:
-    """--trim_vocab cuts the teacher's vocabulary for a student that reads the teacher's tokens, and only the logit
-    losses can be distilled through it (the teacher reads its own tokenization of the same text)."""
+    """--trim_vocab cuts the teacher's vocabulary for a student that reads the teacher's tokens (one teacher). With a
+    layer loss the teacher reads the student's tokens in its own ids, so that positions match (`with_teacher_ids`);
+    without one it reads its own tokenization of the same text."""
     if ensemble:
         raise ValueError("--trim_vocab is not offered with several teachers yet; give one --teacher, or leave it out.")
     if cross:
         raise ValueError(
             f"--trim_vocab trims the teacher's vocabulary, but the student {model_args.student!r} has a tokenizer of "
             "its own; leave out --trim_vocab (or shrink its embeddings with --embedding_size)."
-        )
-    check_trim_losses(model_args, args)
-
-
-def check_trim_losses(model_args: Any, args: Any) -> None:
-    """--trim_vocab with an intermediate loss: refused before any model is loaded (the trimmed tokenizer splits rare
-    words into pieces where the teacher reads them whole, so the positions the layer losses pair need not align)."""
-    from .config import INTERMEDIATE_WEIGHTS
-
-    used = [name for name in INTERMEDIATE_WEIGHTS if getattr(args, name, 0) > 0]
-    if model_args.trim_vocab and used:
-        raise ValueError(
-            f"--trim_vocab gives the student a tokenizer of its own, and the intermediate losses ({', '.join(used)}) "
-            f"are not offered with one yet: set {' '.join(f'--{n} 0' for n in used)}, or leave out --trim_vocab."
         )

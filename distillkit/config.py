@@ -215,6 +215,14 @@ class DistillConfig(TrainingArguments):
             self.dataloader_pin_memory = False  # pinned memory serves copies to a GPU: on a CPU it only warns
         super().__post_init__()
 
+    def pairs_positions(self) -> bool:
+        """Whether an active loss compares the two models position by position (hidden states, attention maps,
+        attention projections): with a trimmed vocabulary the teacher then reads the student's own tokens."""
+        from .losses import get_loss
+
+        specs = [get_loss(name) for name in self.loss_weights()]
+        return any(s.needs_hidden_states or s.needs_attentions or s.needs_qkv for s in specs)
+
     def loss_weights(self, stage: str | None = None) -> dict[str, float]:
         """The active losses as {registered name: weight}, in a fixed order; zero weights are left out.
 

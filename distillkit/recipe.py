@@ -23,7 +23,6 @@ from .checks import (
     check_evaluation,
     check_report_to,
     check_trim,
-    check_trim_losses,
     fit_max_seq_length,
     scaled_logging_steps,
     warn_if_not_smaller,
@@ -96,6 +95,7 @@ class DistillRecipe:
         self.command = command or [*invocation("distill"), *sys.argv[1:]]
         self.notes: list[str] = []  # warnings for the card
         self.trimmed = self.prune_report = self.extra = None
+        self.aligned = False  # the teacher's columns are the student's tokens in the teacher's ids (--trim_vocab)
         self.defaults: list[Any] = []  # the defaults chosen for fields nobody set (defaults.Choice)
 
     # ---- the run ------------------------------------------------------------------------------------------------
@@ -141,7 +141,6 @@ class DistillRecipe:
         check_report_to(args.report_to)
         self.task_type = resolve_run_task_type(self.data_args, model_args)
         self.task_type.check_features(used_features(model_args, self.data_args, self.teacher_args, args))
-        check_trim_losses(model_args, args)  # before the models load, the pruning and the teacher cache
 
     def load_data(self) -> None:
         """The raw splits (`self.raw`), the GLUE task if any, the text columns, the data report; extra text only the
@@ -251,21 +250,29 @@ class DistillRecipe:
             self.student_tokenizer, self.cross, self.own_columns = self.trimmed.tokenizer, True, self.tokenizer
             self.data_report["vocabulary"] = self.trimmed.report()
         own = self.own_columns
-        own_encoding = None
-        if own and self.trimmed is not None:  # a task type's own encoding (a tagger's words), or None
-            own_encoding = self.task_type.encode(self.raw, self.student_tokenizer, self.teacher.config,
-                                                 data_args.max_seq_length, data_args.label_all_subwords)  # fmt: skip
-        if own_encoding is not None:  # the teacher reads the student's tokens in its own ids: positions match
-            data = with_teacher_ids(own_encoding, self.trimmed.kept_ids)
-        else:
-            data = tokenize_dataset(self.raw, self.student_tokenizer, **encode, teacher_tokenizer=own) if own else None
+        data = None
+        if own and self.trimmed is not None:
+            # the teacher reads the student's tokens in its own ids, position for position, where a task type
+            # encodes its own rows (a tagger's words carry their tags on sub-word positions) or a layer loss pairs
+            # positions; else it reads its own tokenization of the text (a rare word whole, not in pieces)
+            data = self.task_type.encode(self.raw, self.student_tokenizer, self.teacher.config,
+                                         data_args.max_seq_length, data_args.label_all_subwords)  # fmt: skip
+            self.aligned = data is not None or args.pairs_positions()
+            if self.aligned and data is None:
+                data = tokenize_dataset(self.raw, self.student_tokenizer, **encode)
+        if data is None and own:
+            data = tokenize_dataset(self.raw, self.student_tokenizer, **encode, teacher_tokenizer=own)
         self.data = data or self.teacher_data
         if self.extra is not None:  # rows for the distillation terms only: no gold label
             train = with_teacher_only_rows(self.data["train"], self.extra, self.student_tokenizer, encode,
-                                           own or None, self.task_type.no_label(self.teacher.config))  # fmt: skip
+                                           None if self.aligned else own or None,
+                                           self.task_type.no_label(self.teacher.config))  # fmt: skip
             self.data = DatasetDict({**self.data, "train": train})
             logger.info("training rows: %d labelled + %s labelled by the teacher alone", len(self.raw["train"]),
                         len(self.extra))  # fmt: skip
+        if self.aligned:
+            self.data = with_teacher_ids(self.data, self.trimmed.kept_ids)
+            logger.info("the teacher reads the student's trimmed-vocabulary tokens in its own ids (positions match)")
 
     def add_labelled_augmentation(self) -> Any:
         """--augment for a task type whose augmented rows keep their gold labels (a tagger's: only `O` words are
@@ -296,7 +303,7 @@ class DistillRecipe:
         main = self.setups[args.intermediate_teacher - 1] if self.ensemble else self.setups[0]
         main_cross = self.members[args.intermediate_teacher - 1] is not None if self.ensemble else self.cross
         DistillTrainer.check_setup(self.student, main.model.config, args, self.data["train"], main_cross,
-                                   self.task_type, args.intermediate_teacher == 1)  # fmt: skip
+                                   self.task_type, args.intermediate_teacher == 1, self.aligned)  # fmt: skip
         if "labels" in self.data["train"].column_names:
             self.task_type.check_labels_in_use(self.data["train"]["labels"], self.teacher.config)
         warn_if_not_smaller(self.student.num_parameters(), self.teacher.num_parameters())  # shared tensors once
@@ -373,6 +380,7 @@ class DistillRecipe:
             callbacks=[self.stop, TimeEstimate("distillation")],
             task_type=self.task_type,
             **(teacher_tok if self.ensemble or self.cross else {}),
+            aligned_teacher_tokens=self.aligned,
         )
 
     def prune_in_steps(self) -> None:

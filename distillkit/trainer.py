@@ -76,6 +76,9 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
                 `compute_metrics`, the teacher/student head check and the output of cached logits.
             teacher_processing_class: the teacher's tokenizer when it is not the student's (cross-tokenizer
                 distillation); for an ensemble, a list with None where a teacher reads the student's tokenization.
+            aligned_teacher_tokens: True when the data's `teacher_*` columns are the student's own tokens in the
+                teacher's ids, position for position (a trimmed vocabulary: `students.vocab.with_teacher_ids`):
+                the intermediate-layer losses are then allowed, as for a shared tokenizer.
             **kwargs: everything `transformers.Trainer` takes (train_dataset, eval_dataset, processing_class,
                 data_collator, compute_metrics, callbacks, ...).
         """
@@ -90,6 +93,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             )
         self.task_type = resolve_task_type(task_type, model)
         teacher_tokenizer = kwargs.pop("teacher_processing_class", None)
+        aligned = bool(kwargs.pop("aligned_teacher_tokens", False))
         self.ensemble = None  # several teachers: (models, their tokenizers, weights, intermediate teacher's index)
         if isinstance(teacher, (list, tuple)):
             self.ensemble = ensemble_members(teacher, teacher_tokenizer, args)
@@ -114,6 +118,7 @@ class DistillTrainer(InOrderEvaluation, TwoStageSchedule, ExactResume, Trainer):
             self.cross_tokenizer,
             self.task_type,
             cut_here,
+            aligned and self.ensemble is None,
         )
         if self.cross_tokenizer and kwargs.get("data_collator") is None:
             if kwargs.get("processing_class") is None or teacher_tokenizer is None:

@@ -26,18 +26,22 @@ def check_setup(
     cross_tokenizer: bool = False,
     task_type: str | TaskType | None = None,
     cut_from_this_teacher: bool = True,
+    aligned_teacher_tokens: bool = False,
 ) -> tuple[dict[str, float], dict[str, LossSpec], LayerMap]:
     """Every check that can fail before training, without building anything: teacher / student fit, the loss
     names, the layer map, and labels for the losses that need them. Returns (weights, loss specs, layer map).
     `cut_from_this_teacher`: False where a student cut from one teacher matches the layers of another (an
-    ensemble's --intermediate_teacher), so that its cut does not pair layers."""
+    ensemble's --intermediate_teacher), so that its cut does not pair layers. `aligned_teacher_tokens`: the teacher's
+    columns hold the student's own tokens in the teacher's ids, position for position (a trimmed vocabulary,
+    `students.vocab.with_teacher_ids`), so the intermediate losses can pair positions although the tokenizers
+    differ."""
     check_models(teacher_config, model.config, cross_tokenizer, resolve_task_type(task_type, model))
     weights = args.loss_weights()
     specs = {name: get_loss(name) for name in weights}
     cut = getattr(model, "distillkit_cut", None) if cut_from_this_teacher else None  # its layers' sources
     layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers, cut)
     needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions or s.needs_qkv]
-    if cross_tokenizer and needing:
+    if cross_tokenizer and needing and not aligned_teacher_tokens:
         raise ValueError(
             f"the teacher and the student use different tokenizers, so their token positions do not line up and "
             f"the intermediate-layer losses {needing} cannot be computed. Set their weights to 0 "

@@ -53,6 +53,9 @@ def bench(tmp_path_factory):
             {"name": "trimmed", "recipe": "custom.yaml", "baseline": "pruned",
              "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "augment": 1,
                        "trim_vocab_min_count": 55}},
+            # a trimmed vocabulary with a layer loss: the teacher reads the student's tokens in its own ids
+            {"name": "trimmed-layers", "recipe": "hidden.yaml", "baseline": "pruned",
+             "flags": {"student": "pruned", "intermediate_size": 32, "trim_vocab": True, "trim_vocab_min_count": 55}},
             # a second teacher that tokenizes differently (and already has its head: no teacher stage)
             {"name": "ensemble", "recipe": "custom.yaml", "extra_teachers": ["hub-org/pretrained-student"],
              "baseline": "custom"},
@@ -60,7 +63,7 @@ def bench(tmp_path_factory):
         "profiles": {"smoke": {"train_samples": 200, "teacher_train_samples": 100,
                                "students": {"hidden": {"seeds": [0]}, "two-stage": {"seeds": [0]},
                                             "pruned": {"seeds": [0]}, "ensemble": {"seeds": [0]},
-                                            "trimmed": {"seeds": [0]}}}},
+                                            "trimmed": {"seeds": [0]}, "trimmed-layers": {"seeds": [0]}}}},
     }  # fmt: skip
     (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
     out = tmp / "out"
@@ -89,7 +92,7 @@ def test_benchmark_writes_json_markdown_and_plot(bench):
     rows = {(r["name"], r["variant"]): r for r in data["rows"]}
     assert set(rows) == {("teacher", "fine-tuned"), ("custom", "kd"), ("custom", "baseline"), ("factorized", "kd"),
                          ("factorized", "baseline"), ("hidden", "kd"), ("two-stage", "kd"), ("pruned", "kd"),
-                         ("pruned", "baseline"), ("trimmed", "kd"), ("ensemble", "kd"),
+                         ("pruned", "baseline"), ("trimmed", "kd"), ("trimmed-layers", "kd"), ("ensemble", "kd"),
                          ("teacher-pretrained-student", "given"),
                          ("ensemble (ensemble)", "ensemble, probs")}  # fmt: skip
     ensemble = rows[("ensemble (ensemble)", "ensemble, probs")]
@@ -139,6 +142,9 @@ def test_benchmark_runs_record_what_was_trained(bench):
     assert saved == (trimmed["vocabulary"]["vocab_size"],) * 2 and trimmed["vocabulary"]["original_vocab_size"] == 45
     assert 5 < saved[0] < 45  # the words seen fewer than 55 times are gone
     assert "vocabulary trimmed" in trimmed["initialisation"][-1] and trimmed["pruned"] is not None
+    layers = by[("trimmed-layers", "kd", 0)]  # trained live (no cache: the layer losses read the teacher's states)
+    assert set(layers["losses"]) == {"kd", "ce", "hidden", "attention"} and layers["cross_tokenizer"]
+    assert trimmed_model_and_tokenizer(out / "runs" / "trimmed-layers" / "kd-seed0")[0] < 45
     two_stage = by[("two-stage", "kd", 0)]  # stage 1: one epoch of 200 rows in batches of 16, then the 4 steps
     assert two_stage["steps"] == 13 + 4 and two_stage["intermediate_epochs"] == 1
     assert by[("pruned", "kd", 0)]["pruned"]["student"]["layers"] == 1
@@ -398,22 +404,3 @@ def test_the_issue_30_variants_train_as_many_epochs_as_the_row_they_are_compared
         reference = next(r for r in references if name.startswith(r))
         assert epochs(name) == epochs(reference), (profile, name)
         assert students[name]["train_samples"] == students[reference]["train_samples"], (profile, name)
-
-
-@pytest.mark.parametrize("profile", [None, "cpu", "cpu-full"])
-def test_every_row_of_the_shipped_plan_passes_the_argument_checks_that_need_no_model(profile):
-    """A row the distill command refuses (a trimmed vocabulary with a layer loss) would only fail when its turn comes,
-    an hour into a benchmark."""
-    from types import SimpleNamespace
-
-    from distillkit.checks import check_trim_losses
-    from distillkit.config import INTERMEDIATE_WEIGHTS
-
-    plan = _load_script().load_plan(str(ROOT / "recipes" / "sst2" / "benchmark.yaml"), profile)
-    for spec in plan["students"]:
-        flags = {**yaml.safe_load(Path(spec["recipe"]).read_text()), **spec["flags"]}
-        model_args = SimpleNamespace(trim_vocab=bool(flags.get("trim_vocab")))
-        args = SimpleNamespace(**{w: float(flags.get(w, 0)) for w in INTERMEDIATE_WEIGHTS})
-        check_trim_losses(model_args, args)  # raises for a refused row
-    with pytest.raises(ValueError, match="not offered with one yet"):
-        check_trim_losses(SimpleNamespace(trim_vocab=True), SimpleNamespace(hidden_weight=10.0))

@@ -3,6 +3,7 @@ heads they were cut from, hidden projections start as the kept channels (issue 3
 
 import pytest
 import torch
+from datasets import Dataset
 
 from distillkit import DistillConfig, DistillTrainer
 from distillkit.losses import HiddenProjection, attention_loss, build_layer_map
@@ -81,6 +82,30 @@ def test_a_full_size_cut_has_hidden_and_attention_losses_of_zero_at_step_0(tmp_p
     assert set(terms) == {"kd", "hidden", "attention"}
     for name, value in terms.items():
         assert abs(value) < 1e-6, (name, value)
+
+
+def test_a_full_size_cut_with_a_trimmed_vocabulary_starts_at_zero_when_the_teacher_reads_its_tokens(
+    tmp_path, tokenizer
+):
+    from distillkit.data import tokenize_dataset
+    from distillkit.students.vocab import trim_embeddings, trim_vocabulary, with_teacher_ids
+
+    from .conftest import rule_sentences
+
+    teacher = _teacher()
+    texts, labels = rule_sentences(64, seed=8)
+    trimmed = trim_vocabulary(tokenizer, texts, min_count=12)  # the rarer words are [UNK] for the student
+    assert len(trimmed.kept_ids) < len(tokenizer)
+    student = trim_embeddings(_cut(teacher, tokenizer), trimmed.kept_ids)
+    raw = Dataset.from_dict({"sentence": texts, "label": labels})
+    data = with_teacher_ids(tokenize_dataset(raw, trimmed.tokenizer, max_seq_length=32), trimmed.kept_ids)
+    kw = dict(model=student, teacher=teacher, train_dataset=data, processing_class=trimmed.tokenizer,
+              teacher_processing_class=tokenizer)  # fmt: skip
+    trainer = DistillTrainer(args=_args(tmp_path), aligned_teacher_tokens=True, **kw)
+    for name, value in _terms(trainer).items():  # the same function on the same tokens: every term 0
+        assert abs(value) < 1e-6, (name, value)
+    with pytest.raises(ValueError, match="different tokenizers"):  # unless it is told the positions match
+        DistillTrainer(args=_args(tmp_path), **kw)
 
 
 def test_cut_heads_imitate_the_heads_they_were_cut_from(tmp_path, tokenizer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -133,15 +134,48 @@ def test_pipeline_saves_a_trimmed_student_that_loads_with_plain_transformers(tmp
     assert f"| vocabulary (tokens) | {len(VOCAB)} | {len(SPECIALS) + 25} |" in (out / "README.md").read_text()
 
 
-def test_pipeline_refuses_trimming_with_intermediate_losses_before_writing(tmp_path, trained_teacher_dir):
-    with pytest.raises(ValueError, match="--hidden_weight 0"):
-        run(*parse_args(_flags(tmp_path, trained_teacher_dir, "--hidden_weight", "1")), command=["test"])
-    assert not (tmp_path / "out").exists()
+def _tokenized(flags):
+    """A recipe run up to its tokenized data."""
     from distillkit.recipe import DistillRecipe
 
-    recipe = DistillRecipe(*parse_args(_flags(tmp_path, trained_teacher_dir, "--attention_weight", "1")), command=[])
-    with pytest.raises(ValueError, match="--attention_weight 0"):
-        recipe.check_arguments()  # with the arguments: before the data, the models, a cut or a teacher cache
+    recipe = DistillRecipe(*parse_args(flags), command=[])
+    recipe.check_arguments()
+    recipe.load_data()
+    recipe.resume = None
+    recipe.load_teachers()
+    recipe.build_student()
+    recipe.choose_defaults()
+    recipe.tokenize()
+    return recipe
+
+
+def test_with_a_layer_loss_the_teacher_reads_the_trimmed_students_tokens_position_for_position(
+    tmp_path, trained_teacher_dir
+):
+    # the words seen fewer times than the median leave the trimmed vocabulary: the student reads them as [UNK], and
+    # the teacher's own tokenization would read them whole
+    counts = sorted(Counter(" ".join(sentences(120, seed=8)[0]).split()).values())
+    min_count = str(counts[len(counts) // 2])
+    flags = _flags(tmp_path, trained_teacher_dir, "--trim_vocab_min_count", min_count, "--hidden_weight", "1",
+                   "--attention_weight", "1")  # fmt: skip
+    recipe = _tokenized(flags)
+    kept, unk = recipe.trimmed.kept_ids, recipe.student_tokenizer.unk_token_id
+    assert recipe.aligned
+    for split in ("train", "validation"):
+        rows = recipe.data[split]
+        assert rows["teacher_input_ids"] == [[kept[i] for i in ids] for ids in rows["input_ids"]]
+        assert rows["teacher_attention_mask"] == rows["attention_mask"]
+    assert any(unk in ids for ids in recipe.data["train"]["input_ids"])  # the rare words: [UNK] for both models
+    # without a layer loss the teacher reads its own tokenization (the rare words whole)
+    own = _tokenized(_flags(tmp_path, trained_teacher_dir, "--trim_vocab_min_count", min_count))
+    assert not own.aligned
+    assert teacher_view(own.data["train"])["input_ids"] == own.teacher_data["train"]["input_ids"]
+    assert own.data["train"]["teacher_input_ids"] != recipe.data["train"]["teacher_input_ids"]
+    # and the run trains both layer losses through the trimmed vocabulary
+    result = run(*parse_args(flags), command=["test"])
+    assert "eval_accuracy" in result.metrics
+    logged = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert any("loss_hidden" in entry and "loss_attention" in entry for entry in logged)
 
 
 def test_min_count_below_one_is_refused_at_parse_time(tmp_path, trained_teacher_dir):

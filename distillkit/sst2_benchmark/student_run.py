@@ -15,7 +15,7 @@ from ..data.unlabeled import extra_rows, load_unlabeled, training_texts, with_te
 from ..recipe import DistillRecipe
 from ..recipes import parse_args
 from ..run_teachers import TeacherSetup, member_tokenizers, pick_student_tokenizer
-from ..students.vocab import trim_vocabulary
+from ..students.vocab import trim_vocabulary, with_teacher_ids
 from ..tasks import get_task_type
 from .plan import local_name
 
@@ -93,7 +93,8 @@ class BenchRun(DistillRecipe):
             tokenizer = bench.trimmed_tokenizers.setdefault(tuple(self.trimmed.kept_ids), self.trimmed.tokenizer)
             self.trimmed.tokenizer = self.student_tokenizer = tokenizer
             self.cross, self.own_columns = True, self.tokenizer
-        own = self.own_columns or None
+            self.aligned = args.pairs_positions()  # a layer loss: the teacher reads the student's tokens
+        own = None if self.aligned else self.own_columns or None
         key = (self.spec["train_samples"], id(self.student_tokenizer), tuple(own) if isinstance(own, dict) else
                (own is not None,))  # fmt: skip
         if key not in bench.data_cache:
@@ -102,8 +103,11 @@ class BenchRun(DistillRecipe):
         train = bench.data_cache[key]["train"]
         if self.extra is not None:
             train = with_teacher_only_rows(train, self.extra, self.student_tokenizer, self.encode,
-                                           self.tokenizer if self.cross else None)  # fmt: skip
-        self.data = DatasetDict(train=train, validation=bench.data_cache[key]["validation"])
+                                           self.tokenizer if self.cross and not self.aligned else None)  # fmt: skip
+        validation = bench.data_cache[key]["validation"]
+        if self.aligned:  # the student's tokens in the teacher's ids, position for position
+            train, validation = (with_teacher_ids(d, self.trimmed.kept_ids) for d in (train, validation))
+        self.data = DatasetDict(train=train, validation=validation)
         # pruning scores the teacher's units on its own ids (a trimmed vocabulary's rows carry them too)
         self.teacher_data = {"train": teacher_view(train) if self.cross else train}
         if self.variant == "kd" and (args.intermediate_epochs or not any(getattr(args, w) for w in
