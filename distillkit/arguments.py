@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PRUNE_LAYER_CRITERIA = ("spread", "importance", "perplexity", "cosine")  # the last two: decoder LMs
+TEACHER_VIEWS = ("auto", "own", "student")  # --trim_vocab_teacher_view
 
 
 @dataclass
@@ -77,11 +78,18 @@ class ModelArguments:
         default=False,
         metadata={"help": "Keep only the vocabulary the training text uses (plus single characters and special "
                   "tokens) in the student's embeddings, and save the matching tokenizer with it: SST-2 uses 13,487 "
-                  "of MPNet's 30,527 tokens. WordPiece and Unigram tokenizers; logit losses only."},
+                  "of MPNet's 30,527 tokens. WordPiece and Unigram tokenizers."},
     )  # fmt: skip
     trim_vocab_min_count: int = field(
         default=1, metadata={"help": "With --trim_vocab: keep the tokens seen at least this many times."}
     )
+    trim_vocab_teacher_view: str = field(
+        default="auto",
+        metadata={"help": "With --trim_vocab, what the teacher reads: 'own' (its own tokenization of the text: a word "
+                  "the trimmed vocabulary lost reaches it whole), 'student' (the student's tokens in the teacher's "
+                  "ids, position for position: what the intermediate losses and a tagger's tags need), or 'auto' "
+                  "(student with an intermediate loss or a token-level task, else own)."},
+    )  # fmt: skip
     share_layers: bool = field(
         default=False, metadata={"help": "ALBERT-style cross-layer sharing: layers share one set of weights."}
     )
@@ -125,6 +133,9 @@ class ModelArguments:
         if self.prune_steps > 1 and self.student != "pruned":
             raise ValueError(f"--prune_steps {self.prune_steps} cuts a student from the teacher in steps: it needs "
                              f"--student pruned (got --student {self.student}).")  # fmt: skip
+        if self.trim_vocab_teacher_view not in TEACHER_VIEWS:
+            raise ValueError(f"trim_vocab_teacher_view must be one of {', '.join(TEACHER_VIEWS)} (got "
+                             f"{self.trim_vocab_teacher_view!r}).")  # fmt: skip
         if self.trim_vocab_min_count < 1:
             raise ValueError(
                 f"trim_vocab_min_count must be >= 1 (got {self.trim_vocab_min_count}): --trim_vocab keeps the tokens "

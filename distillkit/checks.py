@@ -155,3 +155,19 @@ def check_trim(model_args: Any, args: Any, ensemble: bool, cross: bool) -> None:
             f"--trim_vocab trims the teacher's vocabulary, but the student {model_args.student!r} has a tokenizer of "
             "its own; leave out --trim_vocab (or shrink its embeddings with --embedding_size)."
         )
+
+
+def teacher_reads_student_tokens(model_args: Any, args: Any, own_encoding: bool = False) -> bool:
+    """--trim_vocab: whether the teacher reads the student's tokens in its own ids, position for position
+    (`students.vocab.with_teacher_ids`), rather than its own tokenization of the text
+    (--trim_vocab_teacher_view). `own_encoding`: the task type encodes its own rows (a tagger's tags sit on the
+    student's sub-word positions). Raises for 'own' where the positions must match."""
+    view = model_args.trim_vocab_teacher_view
+    needs = [reason for reason, on in (("an intermediate loss pairs the models' positions", args.pairs_positions()),
+                                       ("the labels sit on the student's tokens", own_encoding)) if on]  # fmt: skip
+    if view == "own" and needs:
+        raise ValueError(
+            f"--trim_vocab_teacher_view own: the teacher cannot read its own tokenization here ({'; '.join(needs)}); "
+            "use --trim_vocab_teacher_view auto or student."
+        )
+    return view == "student" or (view == "auto" and bool(needs))

@@ -25,6 +25,7 @@ from .checks import (
     check_trim,
     fit_max_seq_length,
     scaled_logging_steps,
+    teacher_reads_student_tokens,
     warn_if_not_smaller,
 )
 from .cli import invocation
@@ -254,10 +255,10 @@ class DistillRecipe:
         if own and self.trimmed is not None:
             # the teacher reads the student's tokens in its own ids, position for position, where a task type
             # encodes its own rows (a tagger's words carry their tags on sub-word positions) or a layer loss pairs
-            # positions; else it reads its own tokenization of the text (a rare word whole, not in pieces)
+            # positions (or where asked); else it reads its own tokenization of the text (a rare word whole)
             data = self.task_type.encode(self.raw, self.student_tokenizer, self.teacher.config,
                                          data_args.max_seq_length, data_args.label_all_subwords)  # fmt: skip
-            self.aligned = data is not None or args.pairs_positions()
+            self.aligned = teacher_reads_student_tokens(model_args, args, data is not None)
             if self.aligned and data is None:
                 data = tokenize_dataset(self.raw, self.student_tokenizer, **encode)
         if data is None and own:

@@ -171,6 +171,14 @@ def test_with_a_layer_loss_the_teacher_reads_the_trimmed_students_tokens_positio
     assert not own.aligned
     assert teacher_view(own.data["train"])["input_ids"] == own.teacher_data["train"]["input_ids"]
     assert own.data["train"]["teacher_input_ids"] != recipe.data["train"]["teacher_input_ids"]
+    # asked for, the student's view without a layer loss; the teacher's own view with one is refused
+    asked = _tokenized(_flags(tmp_path, trained_teacher_dir, "--trim_vocab_min_count", min_count,
+                              "--trim_vocab_teacher_view", "student"))  # fmt: skip
+    assert asked.aligned and asked.data["train"]["teacher_input_ids"] == recipe.data["train"]["teacher_input_ids"]
+    with pytest.raises(ValueError, match="teacher_view own: the teacher cannot read its own tokenization here"):
+        _tokenized([*flags, "--trim_vocab_teacher_view", "own"])
+    with pytest.raises(ValueError, match="trim_vocab_teacher_view must be one of auto, own, student"):
+        parse_args([*flags, "--trim_vocab_teacher_view", "mine"])
     # and the run trains both layer losses through the trimmed vocabulary
     result = run(*parse_args(flags), command=["test"])
     assert "eval_accuracy" in result.metrics

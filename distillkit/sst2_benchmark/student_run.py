@@ -8,7 +8,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from ..checks import check_trim
+from ..checks import check_trim, teacher_reads_student_tokens
 from ..config import INTERMEDIATE_WEIGHTS
 from ..data import member_prefix, teacher_view, tokenize_dataset
 from ..data.unlabeled import extra_rows, load_unlabeled, training_texts, with_teacher_only_rows
@@ -93,7 +93,7 @@ class BenchRun(DistillRecipe):
             tokenizer = bench.trimmed_tokenizers.setdefault(tuple(self.trimmed.kept_ids), self.trimmed.tokenizer)
             self.trimmed.tokenizer = self.student_tokenizer = tokenizer
             self.cross, self.own_columns = True, self.tokenizer
-            self.aligned = args.pairs_positions()  # a layer loss: the teacher reads the student's tokens
+            self.aligned = teacher_reads_student_tokens(model_args, args)  # a layer loss: the student's tokens
         own = None if self.aligned else self.own_columns or None
         key = (self.spec["train_samples"], id(self.student_tokenizer), tuple(own) if isinstance(own, dict) else
                (own is not None,))  # fmt: skip
