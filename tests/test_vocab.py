@@ -199,3 +199,19 @@ def test_published_records_name_the_trimmed_vocabulary():
     result = {"teacher": {}, "runs": [run, {**run, "name": "u", "vocabulary": None}],
               "rows": [row, {**row, "name": "u"}]}  # fmt: skip
     assert [r["vocab_size"] for r in records(result)] == [123, None]
+
+
+def test_the_teacher_view_script_counts_the_rows_a_trimmed_vocabulary_splits(tokenizer):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "trim_teacher_view.py"
+    spec = importlib.util.spec_from_file_location("trim_teacher_view", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    texts = ["w1 w2", "w1 w3", "w1 w2 w2"]  # w3 is seen once: gone at min count 2
+    trimmed = trim_vocabulary(tokenizer, texts, min_count=2)
+    own, student = script.views(tokenizer, trimmed, texts, 16)
+    assert own == tokenizer(texts)["input_ids"]
+    assert [a != b for a, b in zip(own, student)] == [False, True, False]
+    assert tokenizer.convert_ids_to_tokens(student[1]) == ["[CLS]", "w1", "[UNK]", "[SEP]"]
