@@ -108,7 +108,7 @@ class BenchRun(DistillRecipe):
         if self.aligned:  # the student's tokens in the teacher's ids, position for position
             train, validation = (with_teacher_ids(d, self.trimmed.kept_ids) for d in (train, validation))
         self.data = DatasetDict(train=train, validation=validation)
-        # pruning scores the teacher's units on its own ids (a trimmed vocabulary's rows carry them too)
+        # pruning scores the teacher's units on the rows it reads (a trimmed vocabulary's rows carry its ids too)
         self.teacher_data = {"train": teacher_view(train) if self.cross else train}
         if self.variant == "kd" and (args.intermediate_epochs or not any(getattr(args, w) for w in
                                                                           INTERMEDIATE_WEIGHTS)):  # fmt: skip
