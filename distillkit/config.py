@@ -220,8 +220,7 @@ class DistillConfig(TrainingArguments):
         attention projections): with a trimmed vocabulary the teacher then reads the student's own tokens."""
         from .losses import get_loss
 
-        specs = [get_loss(name) for name in self.loss_weights()]
-        return any(s.needs_hidden_states or s.needs_attentions or s.needs_qkv for s in specs)
+        return any(get_loss(name).pairs_positions for name in self.loss_weights())
 
     def loss_weights(self, stage: str | None = None) -> dict[str, float]:
         """The active losses as {registered name: weight}, in a fixed order; zero weights are left out.

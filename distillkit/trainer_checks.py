@@ -40,7 +40,7 @@ def check_setup(
     specs = {name: get_loss(name) for name in weights}
     cut = getattr(model, "distillkit_cut", None) if cut_from_this_teacher else None  # its layers' sources
     layer_map = build_layer_map(args.layer_map, model.config.num_hidden_layers, teacher_config.num_hidden_layers, cut)
-    needing = [n for n, s in specs.items() if s.needs_hidden_states or s.needs_attentions or s.needs_qkv]
+    needing = [n for n, s in specs.items() if s.pairs_positions]
     if cross_tokenizer and needing and not aligned_teacher_tokens:
         raise ValueError(
             f"the teacher and the student use different tokenizers, so their token positions do not line up and "

@@ -63,6 +63,12 @@ class LossSpec:
     needs_teacher: bool = True  # False: the term reads the student and the labels only (the teacher is not run)
     needs_qkv: bool = False  # True: the trainer hooks the attention projections (LossInputs.qkv)
 
+    @property
+    def pairs_positions(self) -> bool:
+        """Whether the term compares the two models position by position (hidden states, attention maps, attention
+        projections): the two must then read the same tokens at the same positions."""
+        return self.needs_hidden_states or self.needs_attentions or self.needs_qkv
+
 
 LOSS_REGISTRY: dict[str, LossSpec] = {}
 
